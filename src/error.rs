@@ -1,0 +1,22 @@
+//! The crate-wide error type: one variant per area, each area with its own enum.
+
+use crate::{backend::BackendError, data::DataError, metrics::MetricsError};
+
+/// Any error nucseg returns. Each area has its own error type
+/// ([`DataError`], [`MetricsError`], [`BackendError`]); this enum wraps them so
+/// that application code can use one `?` for all of them.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing images, label maps, annotations or data sets.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// Metric computation on inconsistent inputs.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// Selecting a compute device.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+/// `Result` with nucseg's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

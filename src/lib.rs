@@ -1,0 +1,39 @@
+//! # nucseg
+//!
+//! Nuclei instance segmentation in H&E histopathology images, in pure Rust on
+//! [Burn](https://burn.dev).
+//!
+//! nucseg implements the method of Jung, Lodhi & Kang, *An automatic nuclei
+//! segmentation method based on deep convolutional neural networks for
+//! histopathology images*, BMC Biomedical Engineering 1:24 (2019), and the tools
+//! around it: readers for the MoNuSeg / Kumar and Naylor data sets, the field's
+//! metrics (AJI, AJI+, PQ, Dice, object F1) and a classical baseline.
+//!
+//! ```no_run
+//! use nucseg::{baseline::ClassicalBaseline, data, metrics};
+//!
+//! let image = data::read_rgb("slide_tile.png")?;
+//! let predicted = ClassicalBaseline::default().segment(&image);
+//! let truth = data::read_label_map("slide_tile_labels.png")?;
+//! let scores = metrics::ImageMetrics::compute(&truth, &predicted)?;
+//! println!("AJI {:.3}  PQ {:.3}  {} nuclei", scores.aji, scores.pq.pq, predicted.count());
+//! # Ok::<(), nucseg::Error>(())
+//! ```
+#![warn(missing_docs)]
+// Index loops read better than iterator chains in matrix and image code.
+#![allow(clippy::needless_range_loop)]
+
+pub mod backend;
+pub mod baseline;
+pub mod data;
+mod error;
+pub mod metrics;
+pub mod output;
+
+pub use burn;
+pub use error::{Error, Result};
+
+/// The README's code examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

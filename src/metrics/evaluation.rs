@@ -1,0 +1,259 @@
+//! Scoring a folder of predicted label maps against a folder of ground truth.
+
+use std::{
+    fmt::Write as _,
+    path::{Path, PathBuf},
+};
+
+use super::{DatasetSummary, ImageMetrics, SummaryValues};
+use crate::{
+    data::{read_label_map, read_monuseg_xml, LabelMap, MaskKind, TruthFile},
+    Error,
+};
+
+/// One scored image.
+#[derive(Debug, Clone)]
+pub struct EvaluatedImage {
+    /// The file stem shared by truth and prediction.
+    pub stem: String,
+    /// Its metrics.
+    pub metrics: ImageMetrics,
+    /// True when no prediction file existed: it was scored as an empty prediction.
+    pub prediction_missing: bool,
+}
+
+/// The result of [`evaluate_folders`].
+#[derive(Debug, Clone)]
+pub struct Evaluation {
+    /// Per image, sorted by stem.
+    pub images: Vec<EvaluatedImage>,
+    /// Mean and pooled summaries.
+    pub summary: DatasetSummary,
+    /// Prediction files with no truth of the same stem (ignored).
+    pub unmatched_predictions: Vec<PathBuf>,
+}
+
+/// Scores every truth file in `truth_dir` (label maps `.png` / `.tif`, or MoNuSeg `.xml`
+/// rasterized at the prediction's size) against the prediction of the same stem in
+/// `pred_dir`. A missing prediction counts as an empty one and is flagged, not skipped.
+pub fn evaluate_folders(
+    truth_dir: impl AsRef<Path>,
+    pred_dir: impl AsRef<Path>,
+) -> Result<Evaluation, Error> {
+    evaluate_folders_where(truth_dir, pred_dir, |_| true)
+}
+
+/// [`evaluate_folders`] restricted to the truth files whose stem passes `keep` (e.g. the
+/// ids of a [`KumarSplit`](crate::data::KumarSplit)).
+pub fn evaluate_folders_where(
+    truth_dir: impl AsRef<Path>,
+    pred_dir: impl AsRef<Path>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Evaluation, Error> {
+    use crate::data::files_by_stem;
+    let (truth_dir, pred_dir) = (truth_dir.as_ref(), pred_dir.as_ref());
+    let mut truths = files_by_stem(truth_dir, &["png", "tif", "tiff", "xml"])?;
+    truths.retain(|stem, _| keep(stem));
+    let preds = files_by_stem(pred_dir, &["png", "tif", "tiff"])?;
+    if truths.is_empty() {
+        return Err(crate::data::DataError::Dataset {
+            dir: truth_dir.to_path_buf(),
+            message:
+                "no truth files (.png, .tif label maps or .xml annotations) found, or none selected"
+                    .into(),
+        }
+        .into());
+    }
+    let mut images = Vec::new();
+    for (stem, truth_path) in &truths {
+        let truth_file = if truth_path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("xml"))
+        {
+            TruthFile::Xml(truth_path.clone())
+        } else {
+            TruthFile::LabelMap(truth_path.clone(), MaskKind::Auto)
+        };
+        let pred = preds.get(stem).map(read_label_map).transpose()?;
+        let truth = match (&truth_file, &pred) {
+            (TruthFile::Xml(p), None) => {
+                // No prediction to take the size from: any canvas holding every polygon
+                // gives the same scores against an empty prediction.
+                let ann = read_monuseg_xml(p)?;
+                let (w, h) = ann
+                    .polygons
+                    .iter()
+                    .flat_map(|p| &p.vertices)
+                    .fold((1.0f64, 1.0f64), |(w, h), v| {
+                        (w.max(v.0.ceil()), h.max(v.1.ceil()))
+                    });
+                ann.to_label_map(w as u32, h as u32)
+            }
+            (t, Some(p)) => t.read(p.dimensions())?,
+            (t, None) => t.read((0, 0))?,
+        };
+        let prediction_missing = pred.is_none();
+        let pred = pred.unwrap_or_else(|| LabelMap::new(truth.width(), truth.height()));
+        if pred.dimensions() != truth.dimensions() {
+            return Err(crate::data::DataError::SizeMismatch {
+                a: truth_path.clone(),
+                a_size: truth.dimensions(),
+                b: preds[stem].clone(),
+                b_size: pred.dimensions(),
+            }
+            .into());
+        }
+        images.push(EvaluatedImage {
+            stem: stem.clone(),
+            metrics: ImageMetrics::compute(&truth, &pred)?,
+            prediction_missing,
+        });
+    }
+    let unmatched_predictions = preds
+        .iter()
+        .filter(|(s, _)| !truths.contains_key(*s))
+        .map(|(_, p)| p.clone())
+        .collect();
+    let per_image: Vec<ImageMetrics> = images.iter().map(|i| i.metrics.clone()).collect();
+    Ok(Evaluation {
+        summary: DatasetSummary::new(&per_image),
+        images,
+        unmatched_predictions,
+    })
+}
+
+impl Evaluation {
+    /// A fixed-width table: one row per image, then the mean and pooled summaries.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let header = format!(
+            "{:<28} {:>5} {:>5} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+            "image", "true", "pred", "AJI", "AJI+", "Dice", "PQ", "DQ", "SQ", "F1@.5", "F1@D.2"
+        );
+        let _ = writeln!(s, "{header}");
+        let _ = writeln!(s, "{}", "-".repeat(header.len()));
+        for img in &self.images {
+            let m = &img.metrics;
+            let name = if img.prediction_missing {
+                format!("{} (no pred)", img.stem)
+            } else {
+                img.stem.clone()
+            };
+            let _ = writeln!(
+                s,
+                "{:<28} {:>5} {:>5} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
+                truncate(&name, 28),
+                m.n_true,
+                m.n_pred,
+                m.aji,
+                m.aji_plus,
+                m.dice,
+                m.pq.pq,
+                m.pq.dq,
+                m.pq.sq,
+                m.f1_iou50.f1,
+                m.f1_dice20.f1
+            );
+        }
+        let _ = writeln!(s, "{}", "-".repeat(header.len()));
+        let n_true: usize = self.images.iter().map(|i| i.metrics.n_true).sum();
+        let n_pred: usize = self.images.iter().map(|i| i.metrics.n_pred).sum();
+        for (label, v) in [
+            ("mean of images", &self.summary.mean),
+            ("pooled over images", &self.summary.pooled),
+        ] {
+            let _ = writeln!(s, "{}", summary_row(label, n_true, n_pred, v));
+        }
+        let missing = self.images.iter().filter(|i| i.prediction_missing).count();
+        if missing > 0 {
+            let _ = writeln!(
+                s,
+                "{missing} truth file(s) had no prediction and were scored as empty predictions"
+            );
+        }
+        if !self.unmatched_predictions.is_empty() {
+            let _ = writeln!(
+                s,
+                "{} prediction file(s) without truth were ignored",
+                self.unmatched_predictions.len()
+            );
+        }
+        s
+    }
+
+    /// One JSON object keyed by image stem, each value holding the metrics under the
+    /// names of `shared/metrics-golden/expected.json`, plus `n_true`, `n_pred` and
+    /// `prediction_missing`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut root = serde_json::Map::new();
+        for img in &self.images {
+            let mut m = img.metrics.to_json();
+            m.insert("prediction_missing".into(), img.prediction_missing.into());
+            root.insert(img.stem.clone(), m.into());
+        }
+        root.into()
+    }
+}
+
+fn summary_row(label: &str, n_true: usize, n_pred: usize, v: &SummaryValues) -> String {
+    format!(
+        "{:<28} {:>5} {:>5} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
+        label,
+        n_true,
+        n_pred,
+        v.aji,
+        v.aji_plus,
+        v.dice,
+        v.pq_pq,
+        v.pq_dq,
+        v.pq_sq,
+        v.f1_iou50_f1,
+        v.f1_dice20_f1
+    )
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::write_label_map;
+
+    #[test]
+    fn missing_prediction_is_scored_empty_and_flagged() {
+        let root = std::env::temp_dir().join(format!("nucseg-eval-{}", std::process::id()));
+        let (t, p) = (root.join("truth"), root.join("pred"));
+        std::fs::create_dir_all(&t).unwrap();
+        std::fs::create_dir_all(&p).unwrap();
+        let a = LabelMap::from_fn(6, 6, |x, y| (x < 3 && y < 3) as u32 * 5);
+        write_label_map(t.join("a.png"), &a).unwrap();
+        write_label_map(t.join("b.png"), &a).unwrap();
+        write_label_map(p.join("a.png"), &a).unwrap();
+        write_label_map(p.join("extra.png"), &a).unwrap();
+        let e = evaluate_folders(&t, &p).unwrap();
+        assert_eq!(e.images.len(), 2);
+        assert_eq!(e.images[0].metrics.aji, 1.0);
+        assert!(e.images[1].prediction_missing);
+        assert_eq!(e.images[1].metrics.aji, 0.0);
+        assert_eq!(e.summary.mean.aji, 0.5);
+        assert_eq!(e.unmatched_predictions.len(), 1);
+        let table = e.table();
+        assert!(
+            table.contains("b (no pred)") && table.contains("pooled"),
+            "{table}"
+        );
+        assert_eq!(e.to_json()["b"]["prediction_missing"], true);
+
+        write_label_map(p.join("b.png"), &LabelMap::new(5, 6)).unwrap();
+        let err = evaluate_folders(&t, &p).unwrap_err();
+        assert!(err.to_string().contains("5x6"), "{err}");
+    }
+}
