@@ -27,11 +27,13 @@ pub mod backend;
 pub mod baseline;
 pub mod data;
 mod error;
+pub mod instances;
 pub mod metrics;
 pub mod output;
 
 pub use burn;
 pub use error::{Error, Result};
+pub use instances::{Instance, InstanceMask, InstanceSegmenter, Instances};
 
 /// The README's code examples, compiled as doctests.
 #[cfg(doctest)]

@@ -1,0 +1,288 @@
+//! Detected nuclei as a list ([`Instances`]) and the trait every segmenter implements
+//! ([`InstanceSegmenter`]).
+
+use image::RgbImage;
+
+use crate::data::LabelMap;
+
+/// A binary mask stored inside its bounding box: pixel `(x, y)` of the image is set when
+/// `x0 <= x < x0 + width`, `y0 <= y < y0 + height` and
+/// `data[(y - y0) * width + (x - x0)]` is true.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct InstanceMask {
+    /// Left column of the box.
+    pub x0: u32,
+    /// Top row of the box.
+    pub y0: u32,
+    /// Box width.
+    pub width: u32,
+    /// Box height.
+    pub height: u32,
+    /// Row-major bits inside the box.
+    pub data: Vec<bool>,
+}
+
+impl InstanceMask {
+    /// A mask from the pixels `(x, y)` it covers; the box is their bounding box.
+    pub fn from_pixels(pixels: impl IntoIterator<Item = (u32, u32)> + Clone) -> Self {
+        let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
+        let mut any = false;
+        for (x, y) in pixels.clone() {
+            any = true;
+            x0 = x0.min(x);
+            y0 = y0.min(y);
+            x1 = x1.max(x + 1);
+            y1 = y1.max(y + 1);
+        }
+        if !any {
+            return InstanceMask::default();
+        }
+        let (w, h) = (x1 - x0, y1 - y0);
+        let mut data = vec![false; (w * h) as usize];
+        for (x, y) in pixels {
+            data[((y - y0) * w + (x - x0)) as usize] = true;
+        }
+        InstanceMask {
+            x0,
+            y0,
+            width: w,
+            height: h,
+            data,
+        }
+    }
+
+    /// Whether image pixel `(x, y)` is set.
+    #[inline]
+    pub fn contains(&self, x: u32, y: u32) -> bool {
+        x >= self.x0
+            && y >= self.y0
+            && x < self.x0 + self.width
+            && y < self.y0 + self.height
+            && self.data[((y - self.y0) * self.width + (x - self.x0)) as usize]
+    }
+
+    /// Number of set pixels.
+    pub fn area(&self) -> u64 {
+        self.data.iter().filter(|&&b| b).count() as u64
+    }
+
+    /// The set pixels `(x, y)` in image coordinates, row by row.
+    pub fn pixels(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.data
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b)
+            .map(move |(i, _)| {
+                let i = i as u32;
+                (self.x0 + i % self.width, self.y0 + i / self.width)
+            })
+    }
+
+    /// Pixels set in both masks.
+    pub fn intersection(&self, other: &InstanceMask) -> u64 {
+        let (ax1, ay1) = (self.x0 + self.width, self.y0 + self.height);
+        let (bx1, by1) = (other.x0 + other.width, other.y0 + other.height);
+        let (x0, y0) = (self.x0.max(other.x0), self.y0.max(other.y0));
+        let (x1, y1) = (ax1.min(bx1), ay1.min(by1));
+        let mut n = 0;
+        for y in y0..y1.max(y0) {
+            for x in x0..x1.max(x0) {
+                if self.contains(x, y) && other.contains(x, y) {
+                    n += 1;
+                }
+            }
+        }
+        n
+    }
+
+    /// Intersection over union with another mask (0 when both are empty).
+    pub fn iou(&self, other: &InstanceMask) -> f64 {
+        let inter = self.intersection(other);
+        let union = self.area() + other.area() - inter;
+        if union == 0 {
+            0.0
+        } else {
+            inter as f64 / union as f64
+        }
+    }
+
+    /// Tight bounding box `[x0, y0, x1, y1]` (exclusive ends) of the set pixels, or `None`
+    /// when the mask is empty.
+    pub fn tight_bbox(&self) -> Option<[u32; 4]> {
+        let mut b: Option<[u32; 4]> = None;
+        for (x, y) in self.pixels() {
+            let e = b.get_or_insert([x, y, x + 1, y + 1]);
+            e[0] = e[0].min(x);
+            e[1] = e[1].min(y);
+            e[2] = e[2].max(x + 1);
+            e[3] = e[3].max(y + 1);
+        }
+        b
+    }
+}
+
+/// One detected nucleus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// Its pixels.
+    pub mask: InstanceMask,
+    /// Detector box `[x1, y1, x2, y2]` in pixels (continuous coordinates); for segmenters
+    /// without boxes, the mask's tight box.
+    pub bbox: [f32; 4],
+    /// Confidence in `[0, 1]` (1 for segmenters without scores).
+    pub score: f32,
+    /// Class id, `1..` (0 is background); nuclei are class 1.
+    pub class_id: u32,
+}
+
+impl Instance {
+    /// An instance from a mask alone: box = the mask's tight box, score 1, class 1.
+    pub fn from_mask(mask: InstanceMask) -> Self {
+        let b = mask.tight_bbox().unwrap_or([0; 4]);
+        Instance {
+            mask,
+            bbox: [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32],
+            score: 1.0,
+            class_id: 1,
+        }
+    }
+
+    /// Pixel area of the mask.
+    pub fn area(&self) -> u64 {
+        self.mask.area()
+    }
+}
+
+/// The nuclei found in one image.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Instances {
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// The nuclei, in no particular order.
+    pub items: Vec<Instance>,
+}
+
+impl Instances {
+    /// No nuclei in a `width × height` image.
+    pub fn new(width: u32, height: u32) -> Self {
+        Instances {
+            width,
+            height,
+            items: Vec::new(),
+        }
+    }
+
+    /// Number of nuclei.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// One instance per id of a label map (score 1, class 1), in increasing id order.
+    pub fn from_label_map(labels: &LabelMap) -> Self {
+        let ids = labels.ids();
+        let mut pixels: Vec<Vec<(u32, u32)>> = vec![Vec::new(); ids.len()];
+        let w = labels.width();
+        for (i, &v) in labels.as_slice().iter().enumerate() {
+            if v != 0 {
+                let k = ids.binary_search(&v).expect("id listed");
+                pixels[k].push((i as u32 % w, i as u32 / w));
+            }
+        }
+        Instances {
+            width: labels.width(),
+            height: labels.height(),
+            items: pixels
+                .into_iter()
+                .map(|p| Instance::from_mask(InstanceMask::from_pixels(p)))
+                .collect(),
+        }
+    }
+
+    /// The instance label map: instances are painted in increasing score order so that
+    /// where two overlap the higher score wins; ids are `1..=N` by decreasing score (ties
+    /// keep list order). Instances left without any pixel are absent from the map.
+    pub fn to_label_map(&self) -> LabelMap {
+        let mut order: Vec<usize> = (0..self.items.len()).collect();
+        order.sort_by(|&a, &b| {
+            self.items[b]
+                .score
+                .total_cmp(&self.items[a].score)
+                .then(a.cmp(&b))
+        });
+        let mut map = LabelMap::new(self.width, self.height);
+        for (rank, &k) in order.iter().enumerate().rev() {
+            let id = rank as u32 + 1;
+            for (x, y) in self.items[k].mask.pixels() {
+                if x < self.width && y < self.height {
+                    map.set(x, y, id);
+                }
+            }
+        }
+        // Ids of instances wholly covered by higher-scored ones are now missing: renumber.
+        map.relabeled()
+    }
+}
+
+/// Anything that turns an H&E image into nuclei: Mask R-CNN, the classical baseline, an
+/// ensemble of them. Test-time augmentation, tiling and the pipeline take any
+/// `InstanceSegmenter`.
+pub trait InstanceSegmenter {
+    /// Segments one image.
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances>;
+
+    /// Segments several images (e.g. the tiles of a large image). The default runs them one
+    /// by one; a model on a GPU overrides it to batch them.
+    fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
+        images.iter().map(|i| self.segment_instances(i)).collect()
+    }
+}
+
+impl InstanceSegmenter for crate::baseline::ClassicalBaseline {
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
+        Ok(Instances::from_label_map(&self.segment(image)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mask_geometry() {
+        let a = InstanceMask::from_pixels([(2, 3), (3, 3), (3, 4)]);
+        assert_eq!((a.x0, a.y0, a.width, a.height), (2, 3, 2, 2));
+        assert_eq!(a.area(), 3);
+        assert!(a.contains(3, 4) && !a.contains(2, 4) && !a.contains(0, 0));
+        let b = InstanceMask::from_pixels([(3, 3), (3, 4), (4, 4)]);
+        assert_eq!(a.intersection(&b), 2);
+        assert!((a.iou(&b) - 0.5).abs() < 1e-12);
+        assert_eq!(a.tight_bbox(), Some([2, 3, 4, 5]));
+        assert_eq!(InstanceMask::from_pixels(std::iter::empty()).area(), 0);
+    }
+
+    #[test]
+    fn label_map_round_trip_and_score_order() {
+        let labels = LabelMap::from_vec(4, 2, vec![0, 7, 7, 0, 3, 3, 0, 9]).unwrap();
+        let inst = Instances::from_label_map(&labels);
+        assert_eq!(inst.len(), 3);
+        assert_eq!(inst.to_label_map().count(), 3);
+        let mut overlapping = Instances::new(3, 1);
+        let m = |px: &[(u32, u32)]| InstanceMask::from_pixels(px.to_vec());
+        overlapping.items.push(Instance {
+            score: 0.5,
+            ..Instance::from_mask(m(&[(0, 0), (1, 0)]))
+        });
+        overlapping.items.push(Instance {
+            score: 0.9,
+            ..Instance::from_mask(m(&[(1, 0), (2, 0)]))
+        });
+        assert_eq!(overlapping.to_label_map().as_slice(), &[2, 1, 1]);
+    }
+}
