@@ -1,0 +1,437 @@
+//! RoIAlign (Mask R-CNN, He et al. 2017, Sec. 3): bilinear sampling of a fixed grid inside
+//! each region of interest, averaged per bin, with no quantization of box coordinates; and
+//! its multi-scale form (FPN, Lin et al. 2017, eq. 1) that reads each box from the pyramid
+//! level matching its size.
+//!
+//! Burn has no RoIAlign op; this one is built on [`Tensor::grid_sample_2d`], so it runs on
+//! every backend and is differentiable with respect to the features. It reproduces
+//! torchvision's `roi_align` (`aligned = true`: the half-pixel offset of Detectron2, which
+//! makes a box `[x1, y1, x2, y2]` in continuous coordinates sample exactly its pixels).
+
+use burn::{
+    config::Config,
+    tensor::{
+        module::avg_pool2d,
+        ops::{AvgPoolOptions, GridSampleOptions, GridSamplePaddingMode, InterpolateMode},
+        Tensor, TensorData,
+    },
+};
+
+use super::box_ops::BoxXyxy;
+
+/// Settings of [`RoiAlign`]; the defaults are Mask R-CNN's box branch (7×7). Use
+/// `with_output_size([14, 14])` for the mask branch.
+#[derive(Config, Debug, PartialEq)]
+pub struct RoiAlignConfig {
+    /// Output `[height, width]` per box.
+    #[config(default = "[7, 7]")]
+    pub output_size: [usize; 2],
+    /// Sampling points per bin along each axis (torchvision's `sampling_ratio`).
+    #[config(default = 2)]
+    pub sampling_ratio: usize,
+    /// Half-pixel offset (Detectron2's `aligned = True`).
+    #[config(default = true)]
+    pub aligned: bool,
+    /// FPN eq. (1): a box of side `canonical_scale` maps to `canonical_level`.
+    #[config(default = 224.0)]
+    pub canonical_scale: f32,
+    /// FPN eq. (1)'s `k0`.
+    #[config(default = 4)]
+    pub canonical_level: usize,
+    /// Finest pyramid level used (P2).
+    #[config(default = 2)]
+    pub min_level: usize,
+    /// Coarsest pyramid level used (P5).
+    #[config(default = 5)]
+    pub max_level: usize,
+}
+
+/// Multi-scale RoIAlign over pyramid levels `min_level..=max_level` (strides `2^level`).
+/// It has no parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoiAlign {
+    /// Its settings.
+    pub config: RoiAlignConfig,
+}
+
+impl RoiAlignConfig {
+    /// Builds the op; sizes must be non-zero and levels ordered.
+    pub fn init(&self) -> Result<RoiAlign, String> {
+        if self.output_size.contains(&0) || self.sampling_ratio == 0 {
+            return Err(format!(
+                "RoIAlign output size {:?} and sampling ratio {} must be positive",
+                self.output_size, self.sampling_ratio
+            ));
+        }
+        if self.min_level > self.max_level {
+            return Err(format!(
+                "RoIAlign levels {}..={} are empty",
+                self.min_level, self.max_level
+            ));
+        }
+        Ok(RoiAlign {
+            config: self.clone(),
+        })
+    }
+}
+
+/// Sample positions of one box on a feature map: for bin `(i, j)` and sample `(sy, sx)`,
+/// the coordinates in feature pixels (centre of pixel `k` at `k`).
+fn sample_coords(b: &BoxXyxy, scale: f32, c: &RoiAlignConfig) -> (Vec<f32>, Vec<f32>) {
+    let offset = if c.aligned { 0.5 } else { 0.0 };
+    let (x0, y0) = (b[0] * scale - offset, b[1] * scale - offset);
+    let (mut w, mut h) = ((b[2] - b[0]) * scale, (b[3] - b[1]) * scale);
+    if !c.aligned {
+        w = w.max(1.0);
+        h = h.max(1.0);
+    }
+    let [ph, pw] = c.output_size;
+    let s = c.sampling_ratio;
+    let (bw, bh) = (w / pw as f32, h / ph as f32);
+    let xs = (0..pw * s)
+        .map(|k| x0 + (k / s) as f32 * bw + ((k % s) as f32 + 0.5) * bw / s as f32)
+        .collect();
+    let ys = (0..ph * s)
+        .map(|k| y0 + (k / s) as f32 * bh + ((k % s) as f32 + 0.5) * bh / s as f32)
+        .collect();
+    (xs, ys)
+}
+
+impl RoiAlign {
+    /// The pyramid level of a box (FPN eq. 1): `floor(k0 + log2(√area / 224))`, clamped to
+    /// `min_level..=max_level`.
+    pub fn level_of(&self, b: &BoxXyxy) -> usize {
+        let c = &self.config;
+        let side = ((b[2] - b[0]).max(0.0) * (b[3] - b[1]).max(0.0)).sqrt();
+        let k =
+            (c.canonical_level as f32 + (side / c.canonical_scale + 1e-8).log2() + 1e-6).floor();
+        (k.max(c.min_level as f32) as usize).clamp(c.min_level, c.max_level)
+    }
+
+    /// RoIAlign of boxes on one feature map.
+    ///
+    /// # Shapes
+    /// `features: [N, C, H, W]`; `boxes[b]` are the boxes of image `b` (`boxes.len() == N`),
+    /// in image pixels; `spatial_scale` = feature size / image size (e.g. 1/4 for P2).
+    /// Returns `[K, C, out_h, out_w]`, K = total number of boxes, in image order.
+    pub fn forward_level(
+        &self,
+        features: Tensor<4>,
+        boxes: &[Vec<BoxXyxy>],
+        spatial_scale: f32,
+    ) -> Tensor<4> {
+        let [n, c, h, w] = features.dims();
+        assert_eq!(boxes.len(), n, "one box list per image");
+        let [ph, pw] = self.config.output_size;
+        let s = self.config.sampling_ratio;
+        let device = features.device();
+        let mut outputs = Vec::new();
+        for (b, image_boxes) in boxes.iter().enumerate() {
+            let k = image_boxes.len();
+            if k == 0 {
+                continue;
+            }
+            // grid: [1, K·ph·s, pw·s, 2], normalized so that grid_sample (align_corners =
+            // false) reads feature pixel p at g = (2p + 1) / size − 1.
+            let mut grid = Vec::with_capacity(k * ph * s * pw * s * 2);
+            let mut valid = Vec::with_capacity(k * ph * s * pw * s);
+            let mut any_invalid = false;
+            for bx in image_boxes {
+                let (xs, ys) = sample_coords(bx, spatial_scale, &self.config);
+                for &y in &ys {
+                    for &x in &xs {
+                        grid.push((2.0 * x + 1.0) / w as f32 - 1.0);
+                        grid.push((2.0 * y + 1.0) / h as f32 - 1.0);
+                        // torchvision: samples beyond one pixel outside the map read 0.
+                        let ok = y >= -1.0 && y <= h as f32 && x >= -1.0 && x <= w as f32;
+                        any_invalid |= !ok;
+                        valid.push(if ok { 1.0f32 } else { 0.0 });
+                    }
+                }
+            }
+            let grid =
+                Tensor::<4>::from_data(TensorData::new(grid, [1, k * ph * s, pw * s, 2]), &device);
+            let image = features.clone().slice([b..b + 1, 0..c, 0..h, 0..w]);
+            // Border padding = torchvision's clamping of samples in (-1, 0) and (size-1, size).
+            let mut sampled = image.grid_sample_2d(
+                grid,
+                GridSampleOptions::new(InterpolateMode::Bilinear)
+                    .with_padding_mode(GridSamplePaddingMode::Border)
+                    .with_align_corners(false),
+            ); // [1, C, K·ph·s, pw·s]
+            if any_invalid {
+                let mask = Tensor::<4>::from_data(
+                    TensorData::new(valid, [1, 1, k * ph * s, pw * s]),
+                    &device,
+                );
+                sampled = sampled * mask;
+            }
+            let pooled = avg_pool2d(sampled, AvgPoolOptions::new([s, s])); // [1, C, K·ph, pw]
+            outputs.push(pooled.reshape([c, k, ph, pw]).swap_dims(0, 1));
+        }
+        if outputs.is_empty() {
+            return Tensor::<4>::empty([0, c, ph, pw], &device);
+        }
+        Tensor::cat(outputs, 0)
+    }
+
+    /// Multi-scale RoIAlign: each box is read from the level [`level_of`](Self::level_of)
+    /// assigns it.
+    ///
+    /// # Shapes
+    /// `features[l]` is level `min_level + l`, `[N, C, H_l, W_l]` with stride `2^level`
+    /// (extra coarser maps such as P6 are ignored); `boxes[b]` are image `b`'s boxes.
+    /// Returns `[K, C, out_h, out_w]` in the order of the boxes (image by image).
+    pub fn forward(&self, features: &[Tensor<4>], boxes: &[Vec<BoxXyxy>]) -> Tensor<4> {
+        let c = &self.config;
+        let n_levels = c.max_level - c.min_level + 1;
+        assert!(
+            features.len() >= n_levels,
+            "need {n_levels} pyramid levels, got {}",
+            features.len()
+        );
+        let [n, ch, _, _] = features[0].dims();
+        let [ph, pw] = c.output_size;
+        let device = features[0].device();
+        let total: usize = boxes.iter().map(|b| b.len()).sum();
+        if total == 0 {
+            return Tensor::<4>::empty([0, ch, ph, pw], &device);
+        }
+        // Boxes of each level, with their position in the output.
+        let mut per_level: Vec<Vec<Vec<BoxXyxy>>> = vec![vec![Vec::new(); n]; n_levels];
+        let mut order: Vec<Vec<usize>> = vec![Vec::new(); n_levels];
+        let mut k = 0;
+        for (b, image_boxes) in boxes.iter().enumerate() {
+            for bx in image_boxes {
+                let l = self.level_of(bx) - c.min_level;
+                per_level[l][b].push(*bx);
+                order[l].push(k);
+                k += 1;
+            }
+        }
+        let mut pieces = Vec::new();
+        let mut positions = Vec::new();
+        for (l, level_boxes) in per_level.iter().enumerate() {
+            if order[l].is_empty() {
+                continue;
+            }
+            let scale = 1.0 / (1usize << (c.min_level + l)) as f32;
+            pieces.push(self.forward_level(features[l].clone(), level_boxes, scale));
+            positions.extend(order[l].iter().copied());
+        }
+        let stacked = Tensor::cat(pieces, 0);
+        if positions.iter().enumerate().all(|(i, &p)| i == p) {
+            return stacked;
+        }
+        // Undo the grouping by level: output row positions[i] holds stacked row i.
+        let mut inverse = vec![0i64; total];
+        for (i, &p) in positions.iter().enumerate() {
+            inverse[p] = i as i64;
+        }
+        let idx =
+            Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(inverse, [total]), &device);
+        stacked.select(0, idx)
+    }
+}
+
+/// RoIAlign of one box on a single-channel host plane (`plane[y * width + x]`), exactly as
+/// torchvision computes it (per-sample bilinear interpolation, zero beyond one pixel outside
+/// the map). Used for mask targets and as the reference the tensor version is tested
+/// against.
+pub fn roi_align_plane(
+    plane: &[f32],
+    (height, width): (usize, usize),
+    b: &BoxXyxy,
+    spatial_scale: f32,
+    config: &RoiAlignConfig,
+) -> Vec<f32> {
+    let (xs, ys) = sample_coords(b, spatial_scale, config);
+    let [ph, pw] = config.output_size;
+    let s = config.sampling_ratio;
+    let at = |y: usize, x: usize| plane[y * width + x];
+    let bilinear = |y: f32, x: f32| -> f32 {
+        if y < -1.0 || y > height as f32 || x < -1.0 || x > width as f32 {
+            return 0.0;
+        }
+        let (mut y, mut x) = (y.max(0.0), x.max(0.0));
+        let (mut y0, mut x0) = (y as usize, x as usize);
+        let (y1, x1);
+        if y0 >= height - 1 {
+            y0 = height - 1;
+            y1 = y0;
+            y = y0 as f32;
+        } else {
+            y1 = y0 + 1;
+        }
+        if x0 >= width - 1 {
+            x0 = width - 1;
+            x1 = x0;
+            x = x0 as f32;
+        } else {
+            x1 = x0 + 1;
+        }
+        let (ly, lx) = (y - y0 as f32, x - x0 as f32);
+        let (hy, hx) = (1.0 - ly, 1.0 - lx);
+        hy * hx * at(y0, x0) + hy * lx * at(y0, x1) + ly * hx * at(y1, x0) + ly * lx * at(y1, x1)
+    };
+    let mut out = vec![0.0f32; ph * pw];
+    for i in 0..ph {
+        for j in 0..pw {
+            let mut acc = 0.0;
+            for sy in 0..s {
+                for sx in 0..s {
+                    acc += bilinear(ys[i * s + sy], xs[j * s + sx]);
+                }
+            }
+            out[i * pw + j] = acc / (s * s) as f32;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::{Device, Distribution};
+
+    fn features(device: &Device, n: usize, c: usize, h: usize, w: usize) -> (Tensor<4>, Vec<f32>) {
+        device.seed(3);
+        let t = Tensor::<4>::random([n, c, h, w], Distribution::Uniform(-1.0, 1.0), device);
+        let v = t.clone().try_into_vec_as::<f32>().unwrap();
+        (t, v)
+    }
+
+    #[test]
+    fn matches_per_sample_reference_including_borders() {
+        let device = Device::flex();
+        let (n, c, h, w) = (2, 3, 11, 13);
+        let (feat, host) = features(&device, n, c, h, w);
+        let boxes = vec![
+            vec![
+                [0.0, 0.0, 52.0, 44.0],
+                [3.3, 5.1, 17.9, 9.4],
+                [40.0, 30.0, 52.0, 44.0],
+            ],
+            vec![
+                [-6.0, -7.0, 10.0, 8.0],
+                [45.5, 38.2, 60.0, 50.0],
+                [20.0, 20.0, 20.5, 21.0],
+            ],
+        ];
+        for aligned in [true, false] {
+            let cfg = RoiAlignConfig::new()
+                .with_output_size([5, 4])
+                .with_aligned(aligned);
+            let op = cfg.init().unwrap();
+            let out = op.forward_level(feat.clone(), &boxes, 0.25);
+            assert_eq!(out.dims(), [6, c, 5, 4]);
+            let got = out.try_into_vec_as::<f32>().unwrap();
+            let mut k = 0;
+            for (b, bs) in boxes.iter().enumerate() {
+                for bx in bs {
+                    for ch in 0..c {
+                        let plane = &host[(b * c + ch) * h * w..(b * c + ch + 1) * h * w];
+                        let want = roi_align_plane(plane, (h, w), bx, 0.25, &cfg);
+                        let have = &got[(k * c + ch) * 20..(k * c + ch + 1) * 20];
+                        for (x, y) in have.iter().zip(&want) {
+                            assert!(
+                                (x - y).abs() < 1e-5,
+                                "aligned={aligned} box {bx:?}: {have:?} vs {want:?}"
+                            );
+                        }
+                    }
+                    k += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn box_covering_constant_map_returns_the_constant() {
+        // aligned = true: a box over exactly the pixels of a constant region reads it back.
+        let device = Device::flex();
+        let t = Tensor::<4>::ones([1, 1, 8, 8], &device) * 2.5;
+        let op = RoiAlignConfig::new().init().unwrap();
+        let out = op.forward_level(t, &[vec![[0.0, 0.0, 8.0, 8.0]]], 1.0);
+        for v in out.try_into_vec_as::<f32>().unwrap() {
+            assert!((v - 2.5).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn levels_follow_fpn_equation_one() {
+        let op = RoiAlignConfig::new().init().unwrap();
+        let sq = |s: f32| [0.0, 0.0, s, s];
+        assert_eq!(op.level_of(&sq(224.0)), 4);
+        assert_eq!(op.level_of(&sq(112.0)), 3);
+        assert_eq!(op.level_of(&sq(447.0)), 4);
+        assert_eq!(op.level_of(&sq(448.0)), 5);
+        assert_eq!(op.level_of(&sq(16.0)), 2, "nuclei read P2");
+        assert_eq!(op.level_of(&sq(5000.0)), 5);
+        assert_eq!(op.level_of(&[3.0, 3.0, 3.0, 3.0]), 2, "degenerate box");
+    }
+
+    #[test]
+    fn multi_scale_keeps_box_order() {
+        let device = Device::flex();
+        let op = RoiAlignConfig::new()
+            .with_output_size([2, 2])
+            .init()
+            .unwrap();
+        // Levels with constant values 2, 3, 4, 5: the output reveals the level read.
+        let levels: Vec<Tensor<4>> = (2..=5)
+            .map(|l| Tensor::<4>::ones([1, 1, 256 >> l, 256 >> l], &device) * l as f32)
+            .collect();
+        let boxes = vec![vec![
+            [0.0, 0.0, 250.0, 250.0],
+            [0.0, 0.0, 20.0, 20.0],
+            [0.0, 0.0, 120.0, 120.0],
+        ]];
+        let out = op
+            .forward(&levels, &boxes)
+            .try_into_vec_as::<f32>()
+            .unwrap();
+        let firsts: Vec<f32> = out.chunks(4).map(|c| c[0]).collect();
+        assert_eq!(firsts, vec![4.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let device = Device::flex().autodiff();
+        let (h, w) = (6, 7);
+        let (base, host) = features(&Device::flex(), 1, 1, h, w);
+        let _ = base;
+        let op = RoiAlignConfig::new()
+            .with_output_size([3, 3])
+            .init()
+            .unwrap();
+        let boxes = vec![vec![[0.7, 1.2, 5.9, 4.4], [-1.0, 2.0, 3.0, 7.5]]];
+        let weights: Vec<f32> = (0..18).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let objective = |values: &[f32], dev: &Device| {
+            let f = Tensor::<4>::from_data(TensorData::new(values.to_vec(), [1, 1, h, w]), dev);
+            let wt = Tensor::<4>::from_data(TensorData::new(weights.clone(), [2, 1, 3, 3]), dev);
+            (op.forward_level(f.clone(), &boxes, 1.0) * wt).sum()
+        };
+        let f = Tensor::<4>::from_data(TensorData::new(host.clone(), [1, 1, h, w]), &device)
+            .require_grad();
+        let wt = Tensor::<4>::from_data(TensorData::new(weights.clone(), [2, 1, 3, 3]), &device);
+        let loss = (op.forward_level(f.clone(), &boxes, 1.0) * wt).sum();
+        let grads = loss.backward();
+        let g = f.grad(&grads).unwrap().try_into_vec_as::<f32>().unwrap();
+        let eps = 1e-2;
+        for i in 0..h * w {
+            let (mut up, mut down) = (host.clone(), host.clone());
+            up[i] += eps;
+            down[i] -= eps;
+            let plain = Device::flex();
+            let fd = (objective(&up, &plain).into_scalar::<f32>()
+                - objective(&down, &plain).into_scalar::<f32>())
+                / (2.0 * eps);
+            assert!(
+                (fd - g[i]).abs() < 2e-3,
+                "d/dx[{i}]: autodiff {} vs finite differences {fd}",
+                g[i]
+            );
+        }
+    }
+}
