@@ -6,6 +6,7 @@
 //! - an instance label map ([`LabelMap`]) holds one `u32` per pixel: `0` is background and
 //!   every other value is one nucleus (ids need not be contiguous).
 
+mod augment;
 mod components;
 mod dataset;
 mod error;
@@ -13,6 +14,7 @@ mod image_io;
 mod label_map;
 mod monuseg_xml;
 
+pub use augment::{hed_jitter, random_crop};
 pub use components::{connected_components, Connectivity};
 pub(crate) use dataset::files_by_stem;
 pub use dataset::{

@@ -10,9 +10,11 @@ pub mod anchors;
 pub mod box_coder;
 pub mod box_head;
 pub mod box_ops;
+pub mod checkpoint;
 mod layers;
 pub mod loss;
 pub mod mask_head;
+pub mod mask_rcnn;
 pub mod matcher;
 pub mod paste;
 pub mod roi_align;
@@ -20,15 +22,19 @@ pub mod roi_heads;
 pub mod rpn;
 pub mod sampler;
 pub mod target;
+pub mod train;
 
 pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
 pub use box_coder::BoxCoder;
 pub use box_head::{BoxHead, BoxHeadConfig};
+pub use checkpoint::{load_model, save_model};
 pub use mask_head::{MaskHead, MaskHeadConfig};
+pub use mask_rcnn::{MaskRcnn, MaskRcnnConfig, MaskRcnnLosses};
 pub use roi_align::{RoiAlign, RoiAlignConfig};
 pub use roi_heads::{Detection, RoiHeadsConfig, RoiSamples};
 pub use rpn::{Rpn, RpnConfig, RpnHead, RpnOutput};
 pub use target::TrainingTarget;
+pub use train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, StepReport, TrainError, TrainingImage};
 
 /// Errors from building, loading or running a model.
 #[derive(Debug, thiserror::Error)]

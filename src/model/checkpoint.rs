@@ -1,0 +1,53 @@
+//! Saving and loading a [`MaskRcnn`]: weights in Burn's burnpack format (`<name>.bpk`) next
+//! to the configuration that builds the network (`<name>.json`), so a file names its own
+//! architecture. Both are written atomically (temporary name, then rename).
+
+use std::path::Path;
+
+use burn::{config::Config, module::Module, tensor::Device};
+
+use super::{
+    mask_rcnn::{MaskRcnn, MaskRcnnConfig},
+    train::write_json_atomically,
+    ModelError,
+};
+
+/// The configuration file that goes with a weight file: same path, extension `.json`.
+pub fn config_path(weights: &Path) -> std::path::PathBuf {
+    weights.with_extension("json")
+}
+
+/// Writes `model`'s weights to `path` (a `.bpk` file) and its configuration beside it.
+pub fn save_model(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
+    let err = |p: &Path, reason: String| ModelError::WeightFile { path: p.to_path_buf(), reason };
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
+    }
+    write_json_atomically(&config_path(path), &model.config)?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp.bpk"));
+    model.clone().save_file(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
+}
+
+/// Builds the network described by `path`'s configuration file on `device` and loads the
+/// weights. A weight file that does not fit that architecture (missing or extra tensors,
+/// other shapes) is an error naming both files.
+pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
+    let cfg_path = config_path(path);
+    if !path.is_file() {
+        return Err(ModelError::WeightFile {
+            path: path.to_path_buf(),
+            reason: "no such weight file".into(),
+        });
+    }
+    let config = MaskRcnnConfig::load(&cfg_path).map_err(|e| ModelError::WeightFile {
+        path: cfg_path.clone(),
+        reason: format!("cannot read the model configuration: {e}"),
+    })?;
+    let model = config.init(device)?;
+    model.try_load_file(path).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: format!("weights do not fit the architecture in {}: {e}", cfg_path.display()),
+    })
+}

@@ -1,0 +1,379 @@
+//! Mask R-CNN (He et al. 2017) with a ResNet-FPN backbone: the assembled network, its
+//! training losses and its inference, configured for nuclei as Jung et al. (2019) do.
+
+use burn::{
+    config::Config,
+    module::Module,
+    tensor::{activation::sigmoid, activation::softmax, Device, Tensor, TensorData},
+};
+use image::RgbImage;
+use rand::Rng;
+
+use super::{
+    box_head::{BoxHead, BoxHeadConfig},
+    box_ops::BoxXyxy,
+    fpn::{Fpn, FpnConfig},
+    mask_head::{MaskHead, MaskHeadConfig},
+    norm::NormKind,
+    paste::paste_mask,
+    resnet::{ResNet, ResNetConfig},
+    roi_align::{RoiAlign, RoiAlignConfig},
+    roi_heads::{RoiHeadsConfig, RoiSamples},
+    rpn::{Rpn, RpnConfig, RpnHead},
+    target::TrainingTarget,
+    ModelError,
+};
+use crate::instances::{Instance, InstanceSegmenter, Instances};
+
+/// Everything that defines a Mask R-CNN; the defaults are the paper's network with a
+/// ResNet-50 backbone (use [`MaskRcnnConfig::paper`] for ResNet-101).
+#[derive(Config, Debug)]
+pub struct MaskRcnnConfig {
+    /// Classes including background (nuclei: 2).
+    #[config(default = 2)]
+    pub num_classes: usize,
+    /// The ResNet body.
+    #[config(default = "ResNetConfig::new(50)")]
+    pub backbone: ResNetConfig,
+    /// Channels of every pyramid level.
+    #[config(default = 256)]
+    pub fpn_channels: usize,
+    /// Region proposal network (its `in_channels` is set from `fpn_channels`).
+    #[config(default = "RpnConfig::new()")]
+    pub rpn: RpnConfig,
+    /// RoIAlign of the box branch (7×7).
+    #[config(default = "RoiAlignConfig::new()")]
+    pub box_roi_align: RoiAlignConfig,
+    /// RoIAlign of the mask branch (14×14).
+    #[config(default = "RoiAlignConfig::new().with_output_size([14, 14])")]
+    pub mask_roi_align: RoiAlignConfig,
+    /// Width of the box head's two hidden layers.
+    #[config(default = 1024)]
+    pub box_representation_size: usize,
+    /// Channels of the mask head's 3×3 convolutions (their number is the length).
+    #[config(default = "vec![256, 256, 256, 256]")]
+    pub mask_head_layers: Vec<usize>,
+    /// Channels of the mask head's transposed convolution.
+    #[config(default = 256)]
+    pub mask_dim_reduced: usize,
+    /// Sampling, losses and post-processing of the second stage.
+    #[config(default = "RoiHeadsConfig::new()")]
+    pub roi_heads: RoiHeadsConfig,
+    /// Per-channel mean subtracted from RGB in `[0, 1]` (ImageNet's, as torchvision).
+    #[config(default = "[0.485, 0.456, 0.406]")]
+    pub pixel_mean: [f32; 3],
+    /// Per-channel standard deviation dividing RGB in `[0, 1]`.
+    #[config(default = "[0.229, 0.224, 0.225]")]
+    pub pixel_std: [f32; 3],
+    /// Images are zero-padded (after normalization) to a multiple of this, so that every
+    /// pyramid level has an exact stride.
+    #[config(default = 32)]
+    pub size_divisibility: usize,
+    /// RoIs per chunk through the mask head at inference (bounds memory).
+    #[config(default = 256)]
+    pub mask_chunk: usize,
+}
+
+impl MaskRcnnConfig {
+    /// The paper's network: ResNet-101-FPN with frozen batch norm (for ImageNet weights).
+    pub fn paper() -> Self {
+        MaskRcnnConfig::new().with_backbone(ResNetConfig::new(101))
+    }
+
+    /// A network small enough to train on a CPU: ResNet-18 at half width with group norm,
+    /// 128-channel pyramid and heads. About 5 M parameters.
+    pub fn cpu_small() -> Self {
+        MaskRcnnConfig::new()
+            .with_backbone(ResNetConfig::new(18).with_width(32).with_norm(NormKind::GroupNorm { groups: 8 }))
+            .with_fpn_channels(128)
+            .with_box_representation_size(512)
+            .with_mask_head_layers(vec![128, 128, 128, 128])
+            .with_mask_dim_reduced(128)
+    }
+
+    /// A tiny network for tests.
+    pub fn tiny() -> Self {
+        MaskRcnnConfig::new()
+            .with_backbone(ResNetConfig::new(18).with_width(8).with_norm(NormKind::GroupNorm { groups: 4 }))
+            .with_fpn_channels(32)
+            .with_box_representation_size(128)
+            .with_mask_head_layers(vec![32, 32])
+            .with_mask_dim_reduced(32)
+    }
+
+    /// Builds the network, checking the configuration.
+    pub fn init(&self, device: &Device) -> Result<MaskRcnn, ModelError> {
+        if self.num_classes < 2 {
+            return Err(ModelError::InvalidConfig(format!(
+                "num_classes = {} must count the background and at least one class",
+                self.num_classes
+            )));
+        }
+        if self.size_divisibility == 0 || self.pixel_std.iter().any(|&s| s <= 0.0) {
+            return Err(ModelError::InvalidConfig(
+                "size_divisibility and pixel_std must be positive".into(),
+            ));
+        }
+        let backbone = self.backbone.init(device)?;
+        let fpn = FpnConfig::new(backbone.out_channels())
+            .with_out_channels(self.fpn_channels)
+            .try_init(device)?;
+        let rpn_config = self.rpn.clone().with_in_channels(self.fpn_channels);
+        let (rpn_head, rpn) = rpn_config.init(device)?;
+        if rpn.anchor_generator.num_levels() != 5 {
+            return Err(ModelError::InvalidConfig(format!(
+                "{} anchor sizes given; the pyramid has 5 levels (P2–P6)",
+                rpn.anchor_generator.num_levels()
+            )));
+        }
+        let box_roi_align = self.box_roi_align.init().map_err(ModelError::InvalidConfig)?;
+        let mask_roi_align = self.mask_roi_align.init().map_err(ModelError::InvalidConfig)?;
+        let [bh, bw] = self.box_roi_align.output_size;
+        if bh != bw {
+            return Err(ModelError::InvalidConfig(format!("box RoIAlign output {bh}×{bw} must be square")));
+        }
+        let box_head = BoxHeadConfig::new()
+            .with_in_channels(self.fpn_channels)
+            .with_pooled_size(bh)
+            .with_representation_size(self.box_representation_size)
+            .with_num_classes(self.num_classes)
+            .init(device);
+        let mask_head = MaskHeadConfig::new()
+            .with_in_channels(self.fpn_channels)
+            .with_layers(self.mask_head_layers.clone())
+            .with_dim_reduced(self.mask_dim_reduced)
+            .with_num_classes(self.num_classes)
+            .init(device);
+        Ok(MaskRcnn {
+            backbone,
+            fpn,
+            rpn_head,
+            box_head,
+            mask_head,
+            rpn,
+            box_roi_align,
+            mask_roi_align,
+            config: self.clone(),
+        })
+    }
+}
+
+/// Mask R-CNN: ResNet body → FPN (P2–P6) → RPN → RoIAlign → box head and mask head.
+#[derive(Module, Debug)]
+pub struct MaskRcnn {
+    /// ResNet body (C2–C5).
+    pub backbone: ResNet,
+    /// Feature pyramid (P2–P6).
+    pub fpn: Fpn,
+    /// Region proposal head.
+    pub rpn_head: RpnHead,
+    /// Box branch.
+    pub box_head: BoxHead,
+    /// Mask branch.
+    pub mask_head: MaskHead,
+    /// Anchors, proposal selection and the RPN loss.
+    #[module(skip)]
+    pub rpn: Rpn,
+    /// RoIAlign for the box branch.
+    #[module(skip)]
+    pub box_roi_align: RoiAlign,
+    /// RoIAlign for the mask branch.
+    #[module(skip)]
+    pub mask_roi_align: RoiAlign,
+    /// The configuration it was built from.
+    #[module(skip)]
+    pub config: MaskRcnnConfig,
+}
+
+/// The five loss terms of a training step (Mask R-CNN, Sec. 3: `L = L_cls + L_box +
+/// L_mask`, plus the RPN's two).
+#[derive(Debug, Clone)]
+pub struct MaskRcnnLosses {
+    /// RPN objectness BCE.
+    pub rpn_objectness: Tensor<1>,
+    /// RPN box smooth-L1.
+    pub rpn_box_reg: Tensor<1>,
+    /// Box-head cross-entropy.
+    pub classifier: Tensor<1>,
+    /// Box-head smooth-L1.
+    pub box_reg: Tensor<1>,
+    /// Mask BCE.
+    pub mask: Tensor<1>,
+}
+
+impl MaskRcnnLosses {
+    /// The sum of the five terms (what is minimized).
+    pub fn total(&self) -> Tensor<1> {
+        self.rpn_objectness.clone()
+            + self.rpn_box_reg.clone()
+            + self.classifier.clone()
+            + self.box_reg.clone()
+            + self.mask.clone()
+    }
+
+    /// The terms' values, named as torchvision names them.
+    pub fn values(&self) -> [(&'static str, f32); 5] {
+        let v = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
+        [
+            ("loss_objectness", v(&self.rpn_objectness)),
+            ("loss_rpn_box_reg", v(&self.rpn_box_reg)),
+            ("loss_classifier", v(&self.classifier)),
+            ("loss_box_reg", v(&self.box_reg)),
+            ("loss_mask", v(&self.mask)),
+        ]
+    }
+}
+
+impl MaskRcnn {
+    /// The device its parameters live on.
+    pub fn device(&self) -> Device {
+        self.devices().into_iter().next().unwrap_or_default()
+    }
+
+    /// Normalizes images into one zero-padded batch on `device`; returns it with the padded
+    /// `(height, width)`.
+    ///
+    /// # Shapes
+    /// → `[N, 3, H_pad, W_pad]`, `H_pad`, `W_pad` the largest image size rounded up to a
+    /// multiple of `size_divisibility`.
+    pub fn preprocess(&self, images: &[&RgbImage], device: &Device) -> (Tensor<4>, (usize, usize)) {
+        let d = self.config.size_divisibility;
+        let h = images.iter().map(|i| i.height() as usize).max().unwrap_or(0);
+        let w = images.iter().map(|i| i.width() as usize).max().unwrap_or(0);
+        let (hp, wp) = (h.div_ceil(d).max(1) * d, w.div_ceil(d).max(1) * d);
+        let mut data = vec![0.0f32; images.len() * 3 * hp * wp];
+        let (mean, std) = (self.config.pixel_mean, self.config.pixel_std);
+        for (b, img) in images.iter().enumerate() {
+            for (x, y, p) in img.enumerate_pixels() {
+                for c in 0..3 {
+                    data[((b * 3 + c) * hp + y as usize) * wp + x as usize] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+                }
+            }
+        }
+        (Tensor::from_data(TensorData::new(data, [images.len(), 3, hp, wp]), device), (hp, wp))
+    }
+
+    /// The pyramid P2–P6 of a batch.
+    ///
+    /// # Shapes
+    /// `x: [N, 3, H, W]` → `[N, C, H/2^l, W/2^l]` for `l = 2..=6`.
+    pub fn features(&self, x: Tensor<4>) -> [Tensor<4>; 5] {
+        self.fpn.forward(self.backbone.forward(x))
+    }
+
+    /// The training losses of a batch (the model must be on an autodiff device for them to
+    /// be differentiated). `targets[b]` are image `b`'s nuclei; `rng` drives the samplers.
+    ///
+    /// # Shapes
+    /// `images: [N, 3, H, W]` (already normalized, e.g. by [`preprocess`](Self::preprocess)).
+    pub fn forward_train(&self, images: Tensor<4>, targets: &[TrainingTarget], rng: &mut impl Rng) -> MaskRcnnLosses {
+        let [n, _, h, w] = images.dims();
+        assert_eq!(targets.len(), n, "one target per image");
+        let p = self.features(images);
+        let rpn_out = self.rpn_head.forward(&p);
+        let anchors = self.rpn.anchors((h, w), &rpn_out.feature_sizes);
+        let gt_boxes: Vec<Vec<BoxXyxy>> = targets.iter().map(|t| t.boxes.clone()).collect();
+        let rpn_losses = self.rpn.loss(&rpn_out, &anchors, &gt_boxes, rng);
+        let proposals = self.rpn.proposals(&rpn_out, &anchors, (h, w), true);
+        let samples: Vec<RoiSamples> = proposals
+            .iter()
+            .zip(targets)
+            .map(|(props, t)| {
+                let boxes: Vec<BoxXyxy> = props.iter().map(|p| p.0).collect();
+                self.config.roi_heads.sample_rois(&boxes, t, rng)
+            })
+            .collect();
+        let levels = &p[..4];
+        let rois: Vec<Vec<BoxXyxy>> = samples.iter().map(|s| s.boxes.clone()).collect();
+        let (logits, deltas) = self.box_head.forward(self.box_roi_align.forward(levels, &rois));
+        let (classifier, box_reg) = self.config.roi_heads.box_loss(logits, deltas, &samples);
+        let m = 2 * self.config.mask_roi_align.output_size[0];
+        let (pos_boxes, labels, mask_targets) = self.config.roi_heads.mask_targets(&samples, targets, m);
+        let mask = if labels.is_empty() {
+            // No foreground RoI in the batch: a zero that keeps the graph connected.
+            p[0].clone().sum() * 0.0
+        } else {
+            let mask_logits = self.mask_head.forward(self.mask_roi_align.forward(levels, &pos_boxes));
+            self.config.roi_heads.mask_loss(mask_logits, &labels, mask_targets)
+        };
+        MaskRcnnLosses {
+            rpn_objectness: rpn_losses.objectness,
+            rpn_box_reg: rpn_losses.box_reg,
+            classifier,
+            box_reg,
+            mask,
+        }
+    }
+
+    /// Detects nuclei in images (any sizes; they are batched together, padded to the
+    /// largest). Run it on a model from [`Module::valid`] (no autodiff) for speed.
+    pub fn predict(&self, images: &[&RgbImage]) -> Vec<Instances> {
+        if images.is_empty() {
+            return Vec::new();
+        }
+        let device = self.device();
+        let (x, (hp, wp)) = self.preprocess(images, &device);
+        let p = self.features(x);
+        let rpn_out = self.rpn_head.forward(&p);
+        let anchors = self.rpn.anchors((hp, wp), &rpn_out.feature_sizes);
+        let proposals = self.rpn.proposals(&rpn_out, &anchors, (hp, wp), false);
+        let levels = &p[..4];
+        let rois: Vec<Vec<BoxXyxy>> = proposals.iter().map(|ps| ps.iter().map(|p| p.0).collect()).collect();
+        let (logits, deltas) = self.box_head.forward(self.box_roi_align.forward(levels, &rois));
+        let probs = softmax(logits, 1).try_into_vec_as::<f32>().expect("readable");
+        let deltas = deltas.try_into_vec_as::<f32>().expect("readable");
+        let c = self.config.num_classes;
+        let mut offset = 0;
+        let mut detections = Vec::new();
+        for (b, img_rois) in rois.iter().enumerate() {
+            let k = img_rois.len();
+            let size = (images[b].width(), images[b].height());
+            detections.push(self.config.roi_heads.detections(
+                img_rois,
+                &probs[offset * c..(offset + k) * c],
+                &deltas[offset * c * 4..(offset + k) * c * 4],
+                c,
+                size,
+            ));
+            offset += k;
+        }
+        // Mask branch on the detections, in chunks.
+        let m = 2 * self.config.mask_roi_align.output_size[0];
+        let mut out = Vec::new();
+        for (b, dets) in detections.iter().enumerate() {
+            let size = (images[b].width(), images[b].height());
+            let mut inst = Instances::new(size.0, size.1);
+            for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
+                let mut per_image = vec![Vec::new(); images.len()];
+                per_image[b] = chunk.iter().map(|d| d.bbox).collect();
+                let logits = self.mask_head.forward(self.mask_roi_align.forward(levels, &per_image));
+                let probs = sigmoid(logits).try_into_vec_as::<f32>().expect("readable");
+                for (j, d) in chunk.iter().enumerate() {
+                    let start = (j * c + d.label as usize) * m * m;
+                    let mask = paste_mask(&probs[start..start + m * m], m, &d.bbox, size, self.config.roi_heads.mask_thresh);
+                    if mask.area() > 0 {
+                        inst.items.push(Instance {
+                            mask,
+                            bbox: d.bbox,
+                            score: d.score,
+                            class_id: d.label,
+                        });
+                    }
+                }
+            }
+            out.push(inst);
+        }
+        out
+    }
+}
+
+impl InstanceSegmenter for MaskRcnn {
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
+        Ok(self.predict(&[image]).pop().expect("one result per image"))
+    }
+
+    fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
+        let refs: Vec<&RgbImage> = images.iter().collect();
+        Ok(self.predict(&refs))
+    }
+}
