@@ -29,6 +29,7 @@ pub mod data;
 mod error;
 pub mod instances;
 pub mod metrics;
+pub mod model;
 pub mod output;
 
 pub use burn;
