@@ -16,6 +16,9 @@ pub enum Error {
     /// Selecting a compute device.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Building the network or loading its weights.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
 }
 
 /// `Result` with nucseg's [`Error`].
