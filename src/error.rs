@@ -1,5 +1,6 @@
 //! The crate-wide error type: one variant per area, each area with its own enum.
 
+use crate::postprocess::PostprocessError;
 use crate::{backend::BackendError, data::DataError, metrics::MetricsError};
 
 /// Any error nucseg returns. Each area has its own error type
@@ -16,6 +17,9 @@ pub enum Error {
     /// Selecting a compute device.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Test-time augmentation, tiling and stitching.
+    #[error(transparent)]
+    Postprocess(#[from] PostprocessError),
 }
 
 /// `Result` with nucseg's [`Error`].
