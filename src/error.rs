@@ -1,5 +1,6 @@
 //! The crate-wide error type: one variant per area, each area with its own enum.
 
+use crate::postprocess::PostprocessError;
 use crate::{backend::BackendError, data::DataError, metrics::MetricsError};
 
 /// Any error nucseg returns. Each area has its own error type
@@ -19,6 +20,9 @@ pub enum Error {
     /// Building the network or loading its weights.
     #[error(transparent)]
     Model(#[from] crate::model::ModelError),
+    /// Test-time augmentation, tiling and stitching.
+    #[error(transparent)]
+    Postprocess(#[from] PostprocessError),
 }
 
 /// `Result` with nucseg's [`Error`].

@@ -31,6 +31,7 @@ pub mod instances;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod postprocess;
 
 pub use burn;
 pub use error::{Error, Result};

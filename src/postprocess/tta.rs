@@ -1,0 +1,318 @@
+//! Test-time augmentation ("multiple inference", Sec. 2.4 of Jung et al. 2019): segment
+//! several pixel-exact symmetric views of an image, map every prediction back to the original
+//! frame and merge them by matching and pixel-wise voting ([`merge_views`]).
+//!
+//! [`TtaEnsemble`] wraps any [`InstanceSegmenter`] (Mask R-CNN, the classical baseline, a
+//! [`TiledSegmenter`](super::TiledSegmenter)) and is one itself, so tiling and augmentation
+//! compose in either order.
+
+use std::str::FromStr;
+
+use burn::config::Config;
+use image::RgbImage;
+
+use crate::instances::{InstanceSegmenter, Instances};
+
+use super::dihedral::Dihedral;
+use super::masks::sanitize;
+use super::merge::merge_views;
+use super::PostprocessError;
+
+/// Which views of the image are segmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TtaSet {
+    /// The original image only: the ensemble returns the wrapped segmenter's prediction
+    /// unchanged (no merge, no overlap resolution).
+    None,
+    /// The paper's seven images: original, rotations by 90°, 180° and 270°, horizontal flip,
+    /// vertical flip, and horizontal + vertical flip. The last equals the 180° rotation
+    /// pixel for pixel, so it is segmented once and **counts twice in the vote** (the paper's
+    /// list, kept faithfully: with 7 views a pixel needs 4 votes, and the 180° view supplies
+    /// 2 of them).
+    #[default]
+    Paper,
+    /// The whole dihedral group: the four rotations and the four mirrors (8 distinct views,
+    /// a pixel needs 5 votes).
+    D4,
+}
+
+impl TtaSet {
+    /// The views, in vote order (the original first). `Paper` lists `Rot180` twice.
+    pub fn views(self) -> Vec<Dihedral> {
+        use Dihedral::*;
+        match self {
+            TtaSet::None => vec![Identity],
+            // FlipH then FlipV == Rot180 (see `Dihedral::then`).
+            TtaSet::Paper => vec![Identity, Rot90, Rot180, Rot270, FlipH, FlipV, Rot180],
+            TtaSet::D4 => Dihedral::ALL.to_vec(),
+        }
+    }
+
+    /// The name accepted by [`FromStr`]: `none`, `paper` or `d4`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TtaSet::None => "none",
+            TtaSet::Paper => "paper",
+            TtaSet::D4 => "d4",
+        }
+    }
+}
+
+impl FromStr for TtaSet {
+    type Err = PostprocessError;
+
+    /// Parses `none`, `paper` or `d4` (any case, surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(TtaSet::None),
+            "paper" => Ok(TtaSet::Paper),
+            "d4" => Ok(TtaSet::D4),
+            _ => Err(PostprocessError::UnknownTtaSet(s.to_string())),
+        }
+    }
+}
+
+impl std::fmt::Display for TtaSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What happens to nuclei found in augmented views but not in the original view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnmatchedPolicy {
+    /// Ignore them: the original view decides which nuclei exist (the paper's literal
+    /// procedure, which only starts from the original's nuclei).
+    Drop,
+    /// Keep one when more than `vote_fraction` of all views (the original counting as a
+    /// miss) found it, then vote its pixels like any other nucleus. The default: a nucleus
+    /// that most views see should not be lost because the original view missed it.
+    #[default]
+    Majority,
+}
+
+/// Settings of [`TtaEnsemble`]; the defaults are the paper's (Sec. 2.4).
+#[derive(Config, Debug, PartialEq)]
+pub struct TtaConfig {
+    /// Which views are segmented and voted.
+    #[config(default = "TtaSet::Paper")]
+    pub set: TtaSet,
+    /// A view's nucleus matches when its IoU with the original's nucleus is above this.
+    #[config(default = 0.2)]
+    pub match_iou: f64,
+    /// A pixel (or a recovered nucleus) is kept when more than this fraction of the views
+    /// vote for it; the original view counts.
+    #[config(default = 0.5)]
+    pub vote_fraction: f64,
+    /// Nuclei seen in augmented views but missed by the original.
+    #[config(default = "UnmatchedPolicy::Majority")]
+    pub unmatched: UnmatchedPolicy,
+    /// Merged nuclei that voting or overlap resolution shrank below this many pixels (and
+    /// below their original prediction's size) are dropped.
+    #[config(default = 10)]
+    pub min_area: u64,
+}
+
+impl TtaConfig {
+    /// Checks the settings and wraps `segmenter`.
+    ///
+    /// # Errors
+    /// `match_iou` or `vote_fraction` outside `[0, 1)` (or not finite).
+    pub fn init<S: InstanceSegmenter>(&self, segmenter: S) -> crate::Result<TtaEnsemble<S>> {
+        self.validate()?;
+        Ok(TtaEnsemble {
+            segmenter,
+            config: self.clone(),
+        })
+    }
+
+    /// Checks that the thresholds lie in `[0, 1)`.
+    pub fn validate(&self) -> Result<(), PostprocessError> {
+        for (field, value) in [
+            ("match_iou", self.match_iou),
+            ("vote_fraction", self.vote_fraction),
+        ] {
+            if !(0.0..1.0).contains(&value) {
+                return Err(PostprocessError::InvalidConfig {
+                    config: "TtaConfig",
+                    field,
+                    value: value.to_string(),
+                    reason: "must lie in [0, 1)",
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Test-time augmentation around any segmenter: segments every view of
+/// [`TtaConfig::set`], maps the predictions back exactly and merges them with
+/// [`merge_views`].
+///
+/// The distinct views are segmented once each (the paper set's repeated 180° view is not
+/// segmented twice), with one [`InstanceSegmenter::segment_batch`] call per view size (one
+/// call for a square image, two for a non-square one, whose rotated views are transposed).
+/// A batch of `k` images therefore reaches the wrapped segmenter as up to `k × 8` images
+/// (`k × 6` for the paper set): size the tiler's `batch_size` accordingly.
+///
+/// Predictions are checked ([`PostprocessError::SizeMismatch`],
+/// [`PostprocessError::MalformedMask`]), clipped to the view, and mapped back exactly by the
+/// inverse transform before merging.
+#[derive(Debug, Clone)]
+pub struct TtaEnsemble<S> {
+    segmenter: S,
+    config: TtaConfig,
+}
+
+impl<S: InstanceSegmenter> TtaEnsemble<S> {
+    /// The ensemble with the paper's settings.
+    pub fn new(segmenter: S) -> Self {
+        TtaEnsemble {
+            segmenter,
+            config: TtaConfig::new(),
+        }
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &TtaConfig {
+        &self.config
+    }
+
+    /// The wrapped segmenter.
+    pub fn inner(&self) -> &S {
+        &self.segmenter
+    }
+
+    /// Gives the wrapped segmenter back.
+    pub fn into_inner(self) -> S {
+        self.segmenter
+    }
+
+    /// The predictions of every view of every image, mapped back to each image's frame:
+    /// `result[image][k]` is the prediction for `config.set.views()[k]`.
+    pub fn segment_views(&self, images: &[RgbImage]) -> crate::Result<Vec<Vec<Instances>>> {
+        let views = self.config.set.views();
+        let mut distinct = views.clone();
+        distinct.sort();
+        distinct.dedup();
+        // Jobs grouped by the size of the transformed image, so each batch is uniform.
+        let mut jobs: Vec<(usize, usize)> = Vec::new(); // (image, index into `distinct`)
+        for i in 0..images.len() {
+            for d in 0..distinct.len() {
+                jobs.push((i, d));
+            }
+        }
+        let size_of = |&(i, d): &(usize, usize)| {
+            let (w, h) = images[i].dimensions();
+            distinct[d].output_size(w, h)
+        };
+        let mut sizes: Vec<(u32, u32)> = jobs.iter().map(size_of).collect();
+        sizes.sort();
+        sizes.dedup();
+        let mut found: Vec<Vec<Option<Instances>>> = vec![vec![None; distinct.len()]; images.len()];
+        for size in sizes {
+            let group: Vec<(usize, usize)> = jobs
+                .iter()
+                .copied()
+                .filter(|j| size_of(j) == size)
+                .collect();
+            let batch: Vec<RgbImage> = group
+                .iter()
+                .map(|&(i, d)| distinct[d].apply_image(&images[i]))
+                .collect();
+            let results = self.segmenter.segment_batch(&batch)?;
+            if results.len() != batch.len() {
+                return Err(PostprocessError::BatchLength {
+                    context: "test-time augmentation",
+                    expected: batch.len(),
+                    got: results.len(),
+                }
+                .into());
+            }
+            for ((i, d), result) in group.into_iter().zip(results) {
+                let t = distinct[d];
+                let result = sanitize(result, size.0, size.1, || format!("TTA view {t}"))?;
+                found[i][d] = Some(t.inverse().apply_instances(&result));
+            }
+        }
+        Ok(found
+            .into_iter()
+            .map(|per_view| {
+                views
+                    .iter()
+                    .map(|t| {
+                        let d = distinct.binary_search(t).expect("listed");
+                        per_view[d].clone().expect("every job ran")
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+impl<S: InstanceSegmenter> InstanceSegmenter for TtaEnsemble<S> {
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
+        Ok(self
+            .segment_batch(std::slice::from_ref(image))?
+            .pop()
+            .expect("one image in, one result out"))
+    }
+
+    /// Segments the views of all images together (grouped by size, one inner
+    /// `segment_batch` call per size), then merges each image's views.
+    fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
+        if self.config.set == TtaSet::None {
+            return self.segmenter.segment_batch(images);
+        }
+        self.segment_views(images)?
+            .iter()
+            .map(|views| Ok(merge_views(views, &self.config)?))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sets_parse_and_print() {
+        for set in [TtaSet::None, TtaSet::Paper, TtaSet::D4] {
+            assert_eq!(set.to_string().parse::<TtaSet>().unwrap(), set);
+        }
+        assert_eq!(" D4 ".parse::<TtaSet>().unwrap(), TtaSet::D4);
+        assert!(matches!(
+            "rot".parse::<TtaSet>(),
+            Err(PostprocessError::UnknownTtaSet(_))
+        ));
+        let json = burn::config::config_to_json(&TtaConfig::new().with_set(TtaSet::D4));
+        assert!(json.contains("\"d4\""), "{json}");
+    }
+
+    #[test]
+    fn the_paper_set_repeats_rot180() {
+        let v = TtaSet::Paper.views();
+        assert_eq!(v.len(), 7);
+        assert_eq!(Dihedral::FlipH.then(Dihedral::FlipV), v[6]);
+        assert_eq!(v.iter().filter(|&&t| t == Dihedral::Rot180).count(), 2);
+        assert_eq!(TtaSet::D4.views().len(), 8);
+        let cfg = TtaConfig::new();
+        assert_eq!(
+            (cfg.set, cfg.match_iou, cfg.vote_fraction),
+            (TtaSet::Paper, 0.2, 0.5)
+        );
+    }
+
+    #[test]
+    fn invalid_thresholds_are_errors() {
+        let bad = TtaConfig::new().with_vote_fraction(1.0);
+        assert!(bad.validate().is_err());
+        assert!(TtaConfig::new()
+            .with_match_iou(f64::NAN)
+            .validate()
+            .is_err());
+        assert!(TtaConfig::new().validate().is_ok());
+    }
+}
