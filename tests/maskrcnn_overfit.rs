@@ -65,5 +65,9 @@ fn tiny_mask_rcnn_overfits_one_image() {
     let mut found = model.predict(&[&image]).pop().unwrap();
     found.items.retain(|i| i.score >= 0.5);
     let m = ImageMetrics::compute(&labels, &found.to_label_map()).unwrap();
+    eprintln!(
+        "loss {first:.3} → {last:.3}; F1@0.5 {:.3}, AJI {:.3}, {} found / {} true",
+        m.f1_iou50.f1, m.aji, m.n_pred, m.n_true
+    );
     assert!(m.f1_iou50.f1 >= 0.9, "F1 {} ({} found, {} true)", m.f1_iou50.f1, m.n_pred, m.n_true);
 }

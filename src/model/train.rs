@@ -18,7 +18,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::{
     checkpoint::{load_model, save_model},
-    mask_rcnn::{MaskRcnn, MaskRcnnConfig},
+    mask_rcnn::MaskRcnn,
     target::TrainingTarget,
     ModelError,
 };
@@ -217,7 +217,7 @@ impl MaskRcnnTrainer {
     fn optimizer(config: &MaskRcnnTrainingConfig) -> burn::optim::ModuleOptimizer {
         SgdConfig::new()
             .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)))
-            .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay)))
+            .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
             .with_gradient_clipping(config.grad_clip_norm.map(GradientClippingConfig::Norm))
             .init()
     }
