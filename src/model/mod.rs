@@ -78,6 +78,16 @@ pub enum ModelError {
         /// The regex compiler's message.
         reason: String,
     },
+    /// Two file keys are renamed to the same key by the remaps.
+    #[error("key remaps rename both `{first}` and `{second}` to `{key}`")]
+    RemapCollision {
+        /// The common new name.
+        key: String,
+        /// One original key.
+        first: String,
+        /// The other original key.
+        second: String,
+    },
     /// The file's keys do not match the model's parameters (strict loading).
     #[error(
         "weight file {} does not match the model: {} missing key(s) [{}]; {} unexpected key(s) [{}]",

@@ -393,6 +393,19 @@ mod tests {
     }
 
     #[test]
+    fn config_round_trips_through_json() {
+        let cfg = ResNetConfig::new(50)
+            .with_width(32)
+            .with_norm(NormKind::GroupNorm { groups: 16 });
+        let json = burn::config::config_to_json(&cfg);
+        let back = ResNetConfig::load_binary(json.as_bytes()).unwrap();
+        assert_eq!(back.depth, 50);
+        assert_eq!(back.width, 32);
+        assert_eq!(back.norm, NormKind::GroupNorm { groups: 16 });
+        assert_eq!(back.in_channels, 3);
+    }
+
+    #[test]
     fn rejects_bad_configs() {
         let device = Device::flex();
         let err = ResNetConfig::new(42).init(&device).unwrap_err();

@@ -114,6 +114,7 @@ impl fmt::Display for LoadReport {
 /// - [`ModelError::WeightFile`]: the file is missing, unreadable or not safetensors (names
 ///   the path);
 /// - [`ModelError::BadRemap`]: a remap pattern is not a valid regex;
+/// - [`ModelError::RemapCollision`]: the remaps give two file keys the same name;
 /// - [`ModelError::ShapeMismatch`]: tensors whose shapes differ from their parameters' (each
 ///   with both keys and both shapes), in either mode;
 /// - [`ModelError::KeyMismatch`]: strict mode, missing or unexpected keys;
@@ -146,7 +147,7 @@ where
     // The file's own keys, to report unused keys under the names the user sees in the file.
     let mut store = SafetensorsStore::from_file(path);
     let original_keys = store.keys().map_err(|e| file_error(e.to_string()))?;
-    let renamed_to_original = renamed_keys(&remapper, &original_keys);
+    let renamed_to_original = renamed_keys(&remapper, &original_keys)?;
 
     let adapter = PyTorchToBurnAdapter.chain(FloatCastAdapter::to(DType::F32));
     let mut store = store
@@ -190,7 +191,7 @@ where
         });
     }
 
-    let (ignored, unexpected): (Vec<String>, Vec<String>) = result
+    let (mut ignored, mut unexpected): (Vec<String>, Vec<String>) = result
         .unused
         .iter()
         .map(|k| {
@@ -200,6 +201,8 @@ where
                 .unwrap_or_else(|| k.clone())
         })
         .partition(|k| is_ignored_key(k));
+    ignored.sort();
+    unexpected.sort();
     let report = LoadReport {
         applied: result.applied,
         missing: result.missing.into_iter().map(|(p, _)| p).collect(),
@@ -218,18 +221,30 @@ where
 
 /// Renamed key → original key, applying the remapper's patterns as burn-store does
 /// (`KeyRemapper::remap`: every matching pattern in order, `replace_all`).
-fn renamed_keys(remapper: &KeyRemapper, keys: &[String]) -> HashMap<String, String> {
+///
+/// Two file keys renamed to the same key are an error: one of them would be dropped
+/// silently.
+fn renamed_keys(
+    remapper: &KeyRemapper,
+    keys: &[String],
+) -> Result<HashMap<String, String>, ModelError> {
     let patterns = remapper.to_regex_pairs();
-    keys.iter()
-        .map(|original| {
-            let renamed = patterns
-                .iter()
-                .fold(original.clone(), |key, (pattern, replacement)| {
-                    pattern.replace_all(&key, replacement.as_str()).into_owned()
-                });
-            (renamed, original.clone())
-        })
-        .collect()
+    let mut renamed_to_original = HashMap::with_capacity(keys.len());
+    for original in keys {
+        let renamed = patterns
+            .iter()
+            .fold(original.clone(), |key, (pattern, replacement)| {
+                pattern.replace_all(&key, replacement.as_str()).into_owned()
+            });
+        if let Some(first) = renamed_to_original.insert(renamed.clone(), original.clone()) {
+            return Err(ModelError::RemapCollision {
+                key: renamed,
+                first,
+                second: original.clone(),
+            });
+        }
+    }
+    Ok(renamed_to_original)
 }
 
 /// The file key that feeds a model path: the path itself after remapping, or for Burn's
@@ -322,6 +337,7 @@ mod tests {
     fn apply(remaps: &[(String, String)], key: &str) -> String {
         let remapper = KeyRemapper::from_patterns(remaps.to_vec()).unwrap();
         renamed_keys(&remapper, &[key.to_string()])
+            .unwrap()
             .into_keys()
             .next()
             .unwrap()
@@ -364,6 +380,18 @@ mod tests {
             "backbone.body.layer3.5.bn2.bias"
         );
         assert_eq!(apply(&imagenet, "fc.weight"), "fc.weight");
+    }
+
+    #[test]
+    fn colliding_remaps_are_an_error() {
+        let remapper = KeyRemapper::from_patterns(vec![(r"^old\.", "")]).unwrap();
+        let keys = ["old.conv1.weight".to_string(), "conv1.weight".to_string()];
+        let err = renamed_keys(&remapper, &keys).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("old.conv1.weight") && msg.contains("`conv1.weight`"),
+            "{msg}"
+        );
     }
 
     #[test]
