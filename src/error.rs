@@ -1,6 +1,6 @@
 //! The crate-wide error type: one variant per area, each area with its own enum.
 
-use crate::{backend::BackendError, data::DataError, metrics::MetricsError};
+use crate::{backend::BackendError, data::DataError, metrics::MetricsError, stain::StainError};
 
 /// Any error nucseg returns. Each area has its own error type
 /// ([`DataError`], [`MetricsError`], [`BackendError`]); this enum wraps them so
@@ -16,6 +16,9 @@ pub enum Error {
     /// Selecting a compute device.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// Stain normalization.
+    #[error(transparent)]
+    Stain(#[from] StainError),
 }
 
 /// `Result` with nucseg's [`Error`].

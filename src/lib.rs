@@ -30,6 +30,7 @@ mod error;
 pub mod instances;
 pub mod metrics;
 pub mod output;
+pub mod stain;
 
 pub use burn;
 pub use error::{Error, Result};
