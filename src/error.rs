@@ -1,7 +1,7 @@
 //! The crate-wide error type: one variant per area, each area with its own enum.
 
 use crate::postprocess::PostprocessError;
-use crate::{backend::BackendError, data::DataError, metrics::MetricsError};
+use crate::{backend::BackendError, data::DataError, metrics::MetricsError, stain::StainError};
 
 /// Any error nucseg returns. Each area has its own error type
 /// ([`DataError`], [`MetricsError`], [`BackendError`]); this enum wraps them so
@@ -23,6 +23,9 @@ pub enum Error {
     /// Test-time augmentation, tiling and stitching.
     #[error(transparent)]
     Postprocess(#[from] PostprocessError),
+    /// Stain normalization.
+    #[error(transparent)]
+    Stain(#[from] StainError),
 }
 
 /// `Result` with nucseg's [`Error`].
