@@ -32,6 +32,7 @@ pub mod metrics;
 pub mod model;
 pub mod output;
 pub mod postprocess;
+pub mod progress;
 pub mod stain;
 
 pub use burn;

@@ -18,8 +18,11 @@ fn synthetic(seed: u64) -> (RgbImage, LabelMap) {
     while ellipses.len() < 7 {
         let (cx, cy) = (rng.random_range(14.0..114.0), rng.random_range(14.0..114.0));
         let (a, b) = (rng.random_range(7.0..12.0), rng.random_range(5.0..8.0));
-        let t: f32 = rng.random_range(0.0..3.14);
-        if ellipses.iter().all(|e| ((e.0 - cx).powi(2) + (e.1 - cy).powi(2)).sqrt() > e.2 + a + 3.0) {
+        let t: f32 = rng.random_range(0.0..std::f32::consts::PI);
+        if ellipses
+            .iter()
+            .all(|e| ((e.0 - cx).powi(2) + (e.1 - cy).powi(2)).sqrt() > e.2 + a + 3.0)
+        {
             ellipses.push((cx, cy, a, b, t));
         }
     }
@@ -34,7 +37,11 @@ fn synthetic(seed: u64) -> (RgbImage, LabelMap) {
                 return image::Rgb([(80 + noise) as u8, (50 + noise) as u8, (140 + noise) as u8]);
             }
         }
-        image::Rgb([(230 + noise) as u8, (170 + noise) as u8, (200 + noise) as u8])
+        image::Rgb([
+            (230 + noise) as u8,
+            (170 + noise) as u8,
+            (200 + noise) as u8,
+        ])
     });
     (image, labels)
 }
@@ -53,7 +60,11 @@ fn tiny_mask_rcnn_overfits_one_image() {
         .with_crop_size(128)
         .with_stain_jitter(0.0)
         .with_checkpoint_every(0);
-    let data = vec![TrainingImage { id: "synthetic".into(), image: image.clone(), labels: labels.clone() }];
+    let data = vec![TrainingImage {
+        id: "synthetic".into(),
+        image: image.clone(),
+        labels: labels.clone(),
+    }];
     let mut trainer = MaskRcnnTrainer::new(model, config, &device, None).unwrap();
     let mut totals = Vec::new();
     trainer.train(&data, |r| totals.push(r.total)).unwrap();
@@ -69,5 +80,11 @@ fn tiny_mask_rcnn_overfits_one_image() {
         "loss {first:.3} → {last:.3}; F1@0.5 {:.3}, AJI {:.3}, {} found / {} true",
         m.f1_iou50.f1, m.aji, m.n_pred, m.n_true
     );
-    assert!(m.f1_iou50.f1 >= 0.9, "F1 {} ({} found, {} true)", m.f1_iou50.f1, m.n_pred, m.n_true);
+    assert!(
+        m.f1_iou50.f1 >= 0.9,
+        "F1 {} ({} found, {} true)",
+        m.f1_iou50.f1,
+        m.n_pred,
+        m.n_true
+    );
 }

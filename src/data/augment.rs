@@ -9,11 +9,28 @@ use crate::baseline::deconvolution::{invert3, optical_density, BACKGROUND_INTENS
 
 /// A `size × size` crop of an image and its label map at a uniformly random position.
 /// An image smaller than the crop is padded with white (and background labels).
-pub fn random_crop(image: &RgbImage, labels: &LabelMap, size: u32, rng: &mut impl Rng) -> (RgbImage, LabelMap) {
-    assert_eq!(image.dimensions(), labels.dimensions(), "image and labels must have the same size");
+pub fn random_crop(
+    image: &RgbImage,
+    labels: &LabelMap,
+    size: u32,
+    rng: &mut impl Rng,
+) -> (RgbImage, LabelMap) {
+    assert_eq!(
+        image.dimensions(),
+        labels.dimensions(),
+        "image and labels must have the same size"
+    );
     let (w, h) = image.dimensions();
-    let x0 = if w > size { rng.random_range(0..=w - size) } else { 0 };
-    let y0 = if h > size { rng.random_range(0..=h - size) } else { 0 };
+    let x0 = if w > size {
+        rng.random_range(0..=w - size)
+    } else {
+        0
+    };
+    let y0 = if h > size {
+        rng.random_range(0..=h - size)
+    } else {
+        0
+    };
     let crop = RgbImage::from_fn(size, size, |x, y| {
         if x0 + x < w && y0 + y < h {
             *image.get_pixel(x0 + x, y0 + y)
@@ -42,7 +59,8 @@ pub fn hed_jitter(image: &RgbImage, sigma: f32, rng: &mut impl Rng) -> RgbImage 
     if sigma <= 0.0 {
         return image.clone();
     }
-    let alpha: [f64; 3] = std::array::from_fn(|_| rng.random_range(1.0 - sigma..=1.0 + sigma) as f64);
+    let alpha: [f64; 3] =
+        std::array::from_fn(|_| rng.random_range(1.0 - sigma..=1.0 + sigma) as f64);
     let beta: [f64; 3] = std::array::from_fn(|_| rng.random_range(-sigma..=sigma) as f64);
     let m = RUIFROK_HED;
     let inv = invert3(&m);
@@ -59,7 +77,9 @@ pub fn hed_jitter(image: &RgbImage, sigma: f32, rng: &mut impl Rng) -> RgbImage 
         }
         for ch in 0..3 {
             let od_new = (c[0] * m[0][ch] + c[1] * m[1][ch] + c[2] * m[2][ch]).max(0.0);
-            p[ch] = (BACKGROUND_INTENSITY * 10f64.powf(-od_new)).round().clamp(0.0, 255.0) as u8;
+            p[ch] = (BACKGROUND_INTENSITY * 10f64.powf(-od_new))
+                .round()
+                .clamp(0.0, 255.0) as u8;
         }
     }
     out
@@ -87,7 +107,13 @@ mod tests {
 
     #[test]
     fn jitter_keeps_white_and_changes_stain() {
-        let img = RgbImage::from_fn(8, 8, |x, _| if x < 4 { image::Rgb([255, 255, 255]) } else { image::Rgb([90, 50, 140]) });
+        let img = RgbImage::from_fn(8, 8, |x, _| {
+            if x < 4 {
+                image::Rgb([255, 255, 255])
+            } else {
+                image::Rgb([90, 50, 140])
+            }
+        });
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
         let same = hed_jitter(&img, 0.0, &mut rng);
         assert_eq!(same, img);

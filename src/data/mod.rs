@@ -31,6 +31,14 @@ pub use monuseg_xml::{parse_monuseg_xml, read_monuseg_xml, MonusegAnnotation, Po
 
 use std::path::Path;
 
+/// Writes `bytes` to `path` atomically (see [`write_atomically`]).
+pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+    use std::io::Write;
+    write_atomically(path, |w| {
+        w.write_all(bytes).map_err(|e| DataError::io(path, e))
+    })
+}
+
 /// Writes a file atomically: the bytes go to a temporary file beside `path`, which is then
 /// renamed over it, so a crash never leaves a half-written file under the final name.
 pub(crate) fn write_atomically(

@@ -264,7 +264,7 @@ mod tests {
 
         #[test]
         fn nms_equals_reference(b in boxes_strategy(60), seed in any::<u64>(), t in 0.1f32..0.9) {
-            let scores: Vec<f32> = (0..b.len()).map(|i| ((i as u64 * 2654435761 ^ seed) % 1000) as f32 / 1000.0).collect();
+            let scores: Vec<f32> = (0..b.len()).map(|i| (((i as u64 * 2654435761) ^ seed) % 1000) as f32 / 1000.0).collect();
             prop_assert_eq!(nms(&b, &scores, t), nms_reference(&b, &scores, t));
         }
 

@@ -19,14 +19,23 @@ pub fn config_path(weights: &Path) -> std::path::PathBuf {
 
 /// Writes `model`'s weights to `path` (a `.bpk` file) and its configuration beside it.
 pub fn save_model(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
-    let err = |p: &Path, reason: String| ModelError::WeightFile { path: p.to_path_buf(), reason };
+    let err = |p: &Path, reason: String| ModelError::WeightFile {
+        path: p.to_path_buf(),
+        reason,
+    };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e.to_string()))?;
     }
     write_json_atomically(&config_path(path), &model.config)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let tmp = path.with_file_name(format!(".{name}.tmp.bpk"));
-    model.clone().save_file(&tmp).map_err(|e| err(&tmp, e.to_string()))?;
+    model
+        .clone()
+        .save_file(&tmp)
+        .map_err(|e| err(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
 }
 
@@ -46,8 +55,13 @@ pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> 
         reason: format!("cannot read the model configuration: {e}"),
     })?;
     let model = config.init(device)?;
-    model.try_load_file(path).map_err(|e| ModelError::WeightFile {
-        path: path.to_path_buf(),
-        reason: format!("weights do not fit the architecture in {}: {e}", cfg_path.display()),
-    })
+    model
+        .try_load_file(path)
+        .map_err(|e| ModelError::WeightFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "weights do not fit the architecture in {}: {e}",
+                cfg_path.display()
+            ),
+        })
 }

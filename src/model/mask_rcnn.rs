@@ -81,10 +81,16 @@ impl MaskRcnnConfig {
     }
 
     /// A network small enough to train on a CPU: ResNet-18 at half width with group norm,
-    /// 128-channel pyramid and heads. About 5 M parameters.
+    /// 128-channel pyramid and heads, 256 sampled RoIs per image. 7.7 M parameters; about
+    /// 2.2 s per training step of two 256×256 crops on 2 CPU cores (Flex backend).
     pub fn cpu_small() -> Self {
         MaskRcnnConfig::new()
-            .with_backbone(ResNetConfig::new(18).with_width(32).with_norm(NormKind::GroupNorm { groups: 8 }))
+            .with_roi_heads(RoiHeadsConfig::new().with_batch_size_per_image(256))
+            .with_backbone(
+                ResNetConfig::new(18)
+                    .with_width(32)
+                    .with_norm(NormKind::GroupNorm { groups: 8 }),
+            )
             .with_fpn_channels(128)
             .with_box_representation_size(512)
             .with_mask_head_layers(vec![128, 128, 128, 128])
@@ -94,11 +100,28 @@ impl MaskRcnnConfig {
     /// A tiny network for tests.
     pub fn tiny() -> Self {
         MaskRcnnConfig::new()
-            .with_backbone(ResNetConfig::new(18).with_width(8).with_norm(NormKind::GroupNorm { groups: 4 }))
+            .with_backbone(
+                ResNetConfig::new(18)
+                    .with_width(8)
+                    .with_norm(NormKind::GroupNorm { groups: 4 }),
+            )
             .with_fpn_channels(32)
             .with_box_representation_size(128)
             .with_mask_head_layers(vec![32, 32])
             .with_mask_dim_reduced(32)
+    }
+
+    /// A preset by name: `tiny`, `cpu-small`, `r50` or `paper` (ResNet-101).
+    pub fn preset(name: &str) -> Result<Self, ModelError> {
+        match name {
+            "tiny" => Ok(Self::tiny()),
+            "cpu-small" | "cpu_small" => Ok(Self::cpu_small()),
+            "r50" | "resnet50" => Ok(Self::new()),
+            "paper" | "r101" | "resnet101" => Ok(Self::paper()),
+            other => Err(ModelError::InvalidConfig(format!(
+                "unknown preset `{other}`: expected tiny, cpu-small, r50 or paper"
+            ))),
+        }
     }
 
     /// Builds the network, checking the configuration.
@@ -126,11 +149,19 @@ impl MaskRcnnConfig {
                 rpn.anchor_generator.num_levels()
             )));
         }
-        let box_roi_align = self.box_roi_align.init().map_err(ModelError::InvalidConfig)?;
-        let mask_roi_align = self.mask_roi_align.init().map_err(ModelError::InvalidConfig)?;
+        let box_roi_align = self
+            .box_roi_align
+            .init()
+            .map_err(ModelError::InvalidConfig)?;
+        let mask_roi_align = self
+            .mask_roi_align
+            .init()
+            .map_err(ModelError::InvalidConfig)?;
         let [bh, bw] = self.box_roi_align.output_size;
         if bh != bw {
-            return Err(ModelError::InvalidConfig(format!("box RoIAlign output {bh}×{bw} must be square")));
+            return Err(ModelError::InvalidConfig(format!(
+                "box RoIAlign output {bh}×{bw} must be square"
+            )));
         }
         let box_head = BoxHeadConfig::new()
             .with_in_channels(self.fpn_channels)
@@ -238,7 +269,11 @@ impl MaskRcnn {
     /// multiple of `size_divisibility`.
     pub fn preprocess(&self, images: &[&RgbImage], device: &Device) -> (Tensor<4>, (usize, usize)) {
         let d = self.config.size_divisibility;
-        let h = images.iter().map(|i| i.height() as usize).max().unwrap_or(0);
+        let h = images
+            .iter()
+            .map(|i| i.height() as usize)
+            .max()
+            .unwrap_or(0);
         let w = images.iter().map(|i| i.width() as usize).max().unwrap_or(0);
         let (hp, wp) = (h.div_ceil(d).max(1) * d, w.div_ceil(d).max(1) * d);
         let mut data = vec![0.0f32; images.len() * 3 * hp * wp];
@@ -246,11 +281,15 @@ impl MaskRcnn {
         for (b, img) in images.iter().enumerate() {
             for (x, y, p) in img.enumerate_pixels() {
                 for c in 0..3 {
-                    data[((b * 3 + c) * hp + y as usize) * wp + x as usize] = (p[c] as f32 / 255.0 - mean[c]) / std[c];
+                    data[((b * 3 + c) * hp + y as usize) * wp + x as usize] =
+                        (p[c] as f32 / 255.0 - mean[c]) / std[c];
                 }
             }
         }
-        (Tensor::from_data(TensorData::new(data, [images.len(), 3, hp, wp]), device), (hp, wp))
+        (
+            Tensor::from_data(TensorData::new(data, [images.len(), 3, hp, wp]), device),
+            (hp, wp),
+        )
     }
 
     /// The pyramid P2–P6 of a batch.
@@ -266,7 +305,12 @@ impl MaskRcnn {
     ///
     /// # Shapes
     /// `images: [N, 3, H, W]` (already normalized, e.g. by [`preprocess`](Self::preprocess)).
-    pub fn forward_train(&self, images: Tensor<4>, targets: &[TrainingTarget], rng: &mut impl Rng) -> MaskRcnnLosses {
+    pub fn forward_train(
+        &self,
+        images: Tensor<4>,
+        targets: &[TrainingTarget],
+        rng: &mut impl Rng,
+    ) -> MaskRcnnLosses {
         let [n, _, h, w] = images.dims();
         assert_eq!(targets.len(), n, "one target per image");
         let p = self.features(images);
@@ -285,16 +329,23 @@ impl MaskRcnn {
             .collect();
         let levels = &p[..4];
         let rois: Vec<Vec<BoxXyxy>> = samples.iter().map(|s| s.boxes.clone()).collect();
-        let (logits, deltas) = self.box_head.forward(self.box_roi_align.forward(levels, &rois));
+        let (logits, deltas) = self
+            .box_head
+            .forward(self.box_roi_align.forward(levels, &rois));
         let (classifier, box_reg) = self.config.roi_heads.box_loss(logits, deltas, &samples);
         let m = 2 * self.config.mask_roi_align.output_size[0];
-        let (pos_boxes, labels, mask_targets) = self.config.roi_heads.mask_targets(&samples, targets, m);
+        let (pos_boxes, labels, mask_targets) =
+            self.config.roi_heads.mask_targets(&samples, targets, m);
         let mask = if labels.is_empty() {
             // No foreground RoI in the batch: a zero that keeps the graph connected.
             p[0].clone().sum() * 0.0
         } else {
-            let mask_logits = self.mask_head.forward(self.mask_roi_align.forward(levels, &pos_boxes));
-            self.config.roi_heads.mask_loss(mask_logits, &labels, mask_targets)
+            let mask_logits = self
+                .mask_head
+                .forward(self.mask_roi_align.forward(levels, &pos_boxes));
+            self.config
+                .roi_heads
+                .mask_loss(mask_logits, &labels, mask_targets)
         };
         MaskRcnnLosses {
             rpn_objectness: rpn_losses.objectness,
@@ -318,9 +369,16 @@ impl MaskRcnn {
         let anchors = self.rpn.anchors((hp, wp), &rpn_out.feature_sizes);
         let proposals = self.rpn.proposals(&rpn_out, &anchors, (hp, wp), false);
         let levels = &p[..4];
-        let rois: Vec<Vec<BoxXyxy>> = proposals.iter().map(|ps| ps.iter().map(|p| p.0).collect()).collect();
-        let (logits, deltas) = self.box_head.forward(self.box_roi_align.forward(levels, &rois));
-        let probs = softmax(logits, 1).try_into_vec_as::<f32>().expect("readable");
+        let rois: Vec<Vec<BoxXyxy>> = proposals
+            .iter()
+            .map(|ps| ps.iter().map(|p| p.0).collect())
+            .collect();
+        let (logits, deltas) = self
+            .box_head
+            .forward(self.box_roi_align.forward(levels, &rois));
+        let probs = softmax(logits, 1)
+            .try_into_vec_as::<f32>()
+            .expect("readable");
         let deltas = deltas.try_into_vec_as::<f32>().expect("readable");
         let c = self.config.num_classes;
         let mut offset = 0;
@@ -346,11 +404,19 @@ impl MaskRcnn {
             for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
                 let mut per_image = vec![Vec::new(); images.len()];
                 per_image[b] = chunk.iter().map(|d| d.bbox).collect();
-                let logits = self.mask_head.forward(self.mask_roi_align.forward(levels, &per_image));
+                let logits = self
+                    .mask_head
+                    .forward(self.mask_roi_align.forward(levels, &per_image));
                 let probs = sigmoid(logits).try_into_vec_as::<f32>().expect("readable");
                 for (j, d) in chunk.iter().enumerate() {
                     let start = (j * c + d.label as usize) * m * m;
-                    let mask = paste_mask(&probs[start..start + m * m], m, &d.bbox, size, self.config.roi_heads.mask_thresh);
+                    let mask = paste_mask(
+                        &probs[start..start + m * m],
+                        m,
+                        &d.bbox,
+                        size,
+                        self.config.roi_heads.mask_thresh,
+                    );
                     if mask.area() > 0 {
                         inst.items.push(Instance {
                             mask,

@@ -3,8 +3,10 @@
 //! its multi-scale form (FPN, Lin et al. 2017, eq. 1) that reads each box from the pyramid
 //! level matching its size.
 //!
-//! Burn has no RoIAlign op; this one is built on [`Tensor::grid_sample_2d`], so it runs on
-//! every backend and is differentiable with respect to the features. It reproduces
+//! Burn has no RoIAlign op; this one is built from Burn tensor ops, so it runs on every
+//! backend and is differentiable with respect to the features: by default as two small
+//! matrix products per box (bilinear sampling is separable), or with
+//! [`Tensor::grid_sample_2d`] ([`RoiAlignMethod`]). It reproduces
 //! torchvision's `roi_align` (`aligned = true`: the half-pixel offset of Detectron2, which
 //! makes a box `[x1, y1, x2, y2]` in continuous coordinates sample exactly its pixels).
 
@@ -13,7 +15,7 @@ use burn::{
     tensor::{
         module::avg_pool2d,
         ops::{AvgPoolOptions, GridSampleOptions, GridSamplePaddingMode, InterpolateMode},
-        Tensor, TensorData,
+        Int, Tensor, TensorData,
     },
 };
 
@@ -44,6 +46,23 @@ pub struct RoiAlignConfig {
     /// Coarsest pyramid level used (P5).
     #[config(default = 5)]
     pub max_level: usize,
+    /// How the bilinear samples are computed (both give the same values).
+    #[config(default = "RoiAlignMethod::Separable")]
+    pub method: RoiAlignMethod,
+}
+
+/// Two exact implementations of the same RoIAlign.
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum RoiAlignMethod {
+    /// Bilinear sampling factorizes into a row interpolation and a column interpolation:
+    /// each box's output is `Wy · F_window · Wxᵀ`, two small matrix products on the feature
+    /// window under the box (gathered with `select`). Differentiation goes through
+    /// `matmul` and `select`, so it is cheap on every backend (7× faster than
+    /// `GridSample` for training on the CPU, see `benches/roi_align.rs`).
+    Separable,
+    /// One `grid_sample_2d` over all sampling points (Burn's own bilinear sampler). On an
+    /// autodiff device Burn evaluates it through a generic decomposition, which is slow.
+    GridSample,
 }
 
 /// Multi-scale RoIAlign over pyramid levels `min_level..=max_level` (strides `2^level`).
@@ -115,6 +134,98 @@ impl RoiAlign {
     /// in image pixels; `spatial_scale` = feature size / image size (e.g. 1/4 for P2).
     /// Returns `[K, C, out_h, out_w]`, K = total number of boxes, in image order.
     pub fn forward_level(
+        &self,
+        features: Tensor<4>,
+        boxes: &[Vec<BoxXyxy>],
+        spatial_scale: f32,
+    ) -> Tensor<4> {
+        match self.config.method {
+            RoiAlignMethod::Separable => {
+                self.forward_level_separable(features, boxes, spatial_scale)
+            }
+            RoiAlignMethod::GridSample => {
+                self.forward_level_grid_sample(features, boxes, spatial_scale)
+            }
+        }
+    }
+
+    fn forward_level_separable(
+        &self,
+        features: Tensor<4>,
+        boxes: &[Vec<BoxXyxy>],
+        spatial_scale: f32,
+    ) -> Tensor<4> {
+        let [n, c, h, w] = features.dims();
+        assert_eq!(boxes.len(), n, "one box list per image");
+        let [ph, pw] = self.config.output_size;
+        let device = features.device();
+        let mut outputs = Vec::new();
+        for (b, image_boxes) in boxes.iter().enumerate() {
+            if image_boxes.is_empty() {
+                continue;
+            }
+            let flat = features
+                .clone()
+                .slice([b..b + 1, 0..c, 0..h, 0..w])
+                .reshape([c, h * w]);
+            let weights: Vec<(AxisWeights, AxisWeights)> = image_boxes
+                .iter()
+                .map(|bx| {
+                    let (xs, ys) = sample_coords(bx, spatial_scale, &self.config);
+                    (axis_weights(&ys, h, ph), axis_weights(&xs, w, pw))
+                })
+                .collect();
+            // Chunks of boxes sharing one window size, bounded in memory.
+            let mut start = 0;
+            while start < weights.len() {
+                let mut end = start;
+                let (mut wy, mut wx) = (1, 1);
+                while end < weights.len() {
+                    let (ny, nx) = (wy.max(weights[end].0.len), wx.max(weights[end].1.len));
+                    if end > start && (end + 1 - start) * c * ny * nx > (1 << 24) {
+                        break;
+                    }
+                    (wy, wx) = (ny, nx);
+                    end += 1;
+                }
+                let k = end - start;
+                let mut idx = Vec::with_capacity(k * wy * wx);
+                let mut my = vec![0.0f32; k * ph * wy];
+                let mut mx = vec![0.0f32; k * wx * pw];
+                for (r, (ay, ax)) in weights[start..end].iter().enumerate() {
+                    let y0 = ay.origin.min(h - wy);
+                    let x0 = ax.origin.min(w - wx);
+                    for yy in 0..wy {
+                        for xx in 0..wx {
+                            idx.push(((y0 + yy) * w + x0 + xx) as i64);
+                        }
+                    }
+                    for &(p, row, v) in &ay.taps {
+                        my[(r * ph + p) * wy + (row - y0)] += v;
+                    }
+                    for &(p, col, v) in &ax.taps {
+                        mx[(r * wx + (col - x0)) * pw + p] += v;
+                    }
+                }
+                let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [k * wy * wx]), &device);
+                let window = flat
+                    .clone()
+                    .select(1, idx)
+                    .reshape([c, k, wy, wx])
+                    .swap_dims(0, 1); // [k, C, wy, wx]
+                let my = Tensor::<4>::from_data(TensorData::new(my, [k, 1, ph, wy]), &device);
+                let mx = Tensor::<4>::from_data(TensorData::new(mx, [k, 1, wx, pw]), &device);
+                outputs.push(my.matmul(window.matmul(mx))); // [k, C, ph, pw]
+                start = end;
+            }
+        }
+        if outputs.is_empty() {
+            return Tensor::<4>::empty([0, c, ph, pw], &device);
+        }
+        Tensor::cat(outputs, 0)
+    }
+
+    fn forward_level_grid_sample(
         &self,
         features: Tensor<4>,
         boxes: &[Vec<BoxXyxy>],
@@ -234,6 +345,63 @@ impl RoiAlign {
     }
 }
 
+/// torchvision's bilinear taps along one axis for a sample at `coord` on a map of `size`
+/// pixels: `None` beyond one pixel outside the map (the sample reads 0), else the two
+/// neighbouring pixels with their weights (coordinates in `(-1, 0)` clamp to 0, the last
+/// pixel repeats).
+fn taps(coord: f32, size: usize) -> Option<[(usize, f32); 2]> {
+    if coord < -1.0 || coord > size as f32 {
+        return None;
+    }
+    let mut c = coord.max(0.0);
+    let mut lo = c as usize;
+    let hi;
+    if lo >= size - 1 {
+        lo = size - 1;
+        hi = lo;
+        c = lo as f32;
+    } else {
+        hi = lo + 1;
+    }
+    let frac = c - lo as f32;
+    Some([(lo, 1.0 - frac), (hi, frac)])
+}
+
+/// The interpolation weights of one box along one axis: for output bin `p`, pixel `index`,
+/// weight `v` (already averaged over the bin's samples), and the first pixel touched.
+struct AxisWeights {
+    taps: Vec<(usize, usize, f32)>,
+    origin: usize,
+    len: usize,
+}
+
+fn axis_weights(coords: &[f32], size: usize, bins: usize) -> AxisWeights {
+    let s = coords.len() / bins;
+    let mut taps_out = Vec::with_capacity(coords.len() * 2);
+    let (mut lo, mut hi) = (usize::MAX, 0);
+    for (k, &coord) in coords.iter().enumerate() {
+        if let Some(t) = taps(coord, size) {
+            for (i, v) in t {
+                taps_out.push((k / s, i, v / s as f32));
+                lo = lo.min(i);
+                hi = hi.max(i);
+            }
+        }
+    }
+    if lo == usize::MAX {
+        return AxisWeights {
+            taps: taps_out,
+            origin: 0,
+            len: 1,
+        };
+    }
+    AxisWeights {
+        taps: taps_out,
+        origin: lo,
+        len: hi - lo + 1,
+    }
+}
+
 /// RoIAlign of one box on a single-channel host plane (`plane[y * width + x]`), exactly as
 /// torchvision computes it (per-sample bilinear interpolation, zero beyond one pixel outside
 /// the map). Used for mask targets and as the reference the tensor version is tested
@@ -250,29 +418,12 @@ pub fn roi_align_plane(
     let s = config.sampling_ratio;
     let at = |y: usize, x: usize| plane[y * width + x];
     let bilinear = |y: f32, x: f32| -> f32 {
-        if y < -1.0 || y > height as f32 || x < -1.0 || x > width as f32 {
+        let (Some(ty), Some(tx)) = (taps(y, height), taps(x, width)) else {
             return 0.0;
-        }
-        let (mut y, mut x) = (y.max(0.0), x.max(0.0));
-        let (mut y0, mut x0) = (y as usize, x as usize);
-        let (y1, x1);
-        if y0 >= height - 1 {
-            y0 = height - 1;
-            y1 = y0;
-            y = y0 as f32;
-        } else {
-            y1 = y0 + 1;
-        }
-        if x0 >= width - 1 {
-            x0 = width - 1;
-            x1 = x0;
-            x = x0 as f32;
-        } else {
-            x1 = x0 + 1;
-        }
-        let (ly, lx) = (y - y0 as f32, x - x0 as f32);
-        let (hy, hx) = (1.0 - ly, 1.0 - lx);
-        hy * hx * at(y0, x0) + hy * lx * at(y0, x1) + ly * hx * at(y1, x0) + ly * lx * at(y1, x1)
+        };
+        ty.iter()
+            .flat_map(|&(i, wy)| tx.iter().map(move |&(j, wx)| wy * wx * at(i, j)))
+            .sum()
     };
     let mut out = vec![0.0f32; ph * pw];
     for i in 0..ph {
@@ -397,12 +548,18 @@ mod tests {
 
     #[test]
     fn gradient_matches_finite_differences() {
+        for method in [RoiAlignMethod::Separable, RoiAlignMethod::GridSample] {
+            gradient_check(method);
+        }
+    }
+
+    fn gradient_check(method: RoiAlignMethod) {
         let device = Device::flex().autodiff();
         let (h, w) = (6, 7);
-        let (base, host) = features(&Device::flex(), 1, 1, h, w);
-        let _ = base;
+        let (_, host) = features(&Device::flex(), 1, 1, h, w);
         let op = RoiAlignConfig::new()
             .with_output_size([3, 3])
+            .with_method(method)
             .init()
             .unwrap();
         let boxes = vec![vec![[0.7, 1.2, 5.9, 4.4], [-1.0, 2.0, 3.0, 7.5]]];
@@ -429,9 +586,52 @@ mod tests {
                 / (2.0 * eps);
             assert!(
                 (fd - g[i]).abs() < 2e-3,
-                "d/dx[{i}]: autodiff {} vs finite differences {fd}",
+                "{method:?} d/dx[{i}]: autodiff {} vs finite differences {fd}",
                 g[i]
             );
+        }
+    }
+
+    #[test]
+    fn both_methods_agree_on_many_boxes_and_levels() {
+        let device = Device::flex();
+        device.seed(11);
+        let levels: Vec<Tensor<4>> = (2..=5)
+            .map(|l| {
+                Tensor::<4>::random([2, 3, 256 >> l, 192 >> l], Distribution::Default, &device)
+            })
+            .collect();
+        let boxes: Vec<Vec<BoxXyxy>> = (0..2)
+            .map(|b| {
+                (0..40)
+                    .map(|i| {
+                        let (x, y) = (
+                            (i * 37 % 180) as f32 + 0.3 * b as f32,
+                            (i * 53 % 240) as f32,
+                        );
+                        let s = [6.0, 13.5, 30.0, 80.0, 250.0][i % 5];
+                        [x - 3.0, y - 2.0, x + s, y + 0.7 * s]
+                    })
+                    .collect()
+            })
+            .collect();
+        let run = |m| {
+            RoiAlignConfig::new()
+                .with_output_size([14, 14])
+                .with_method(m)
+                .init()
+                .unwrap()
+                .forward(&levels, &boxes)
+                .try_into_vec_as::<f32>()
+                .unwrap()
+        };
+        let (a, b) = (
+            run(RoiAlignMethod::Separable),
+            run(RoiAlignMethod::GridSample),
+        );
+        assert_eq!(a.len(), 80 * 3 * 196);
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
     }
 }

@@ -265,7 +265,7 @@ impl RoiHeadsConfig {
         for (k, p) in proposals.iter().enumerate() {
             for c in 1..num_classes {
                 let score = probs[k * num_classes + c];
-                if !(score > self.score_thresh) {
+                if score <= self.score_thresh || score.is_nan() {
                     continue;
                 }
                 let d = &deltas[(k * num_classes + c) * 4..(k * num_classes + c) * 4 + 4];

@@ -93,7 +93,12 @@ impl MaskRcnnTrainingConfig {
     }
 
     fn check(&self) -> Result<(), ModelError> {
-        if self.crop_size == 0 || self.crop_size % 32 != 0 || self.batch_size == 0 || !(self.lr > 0.0) {
+        if self.crop_size == 0
+            || !self.crop_size.is_multiple_of(32)
+            || self.batch_size == 0
+            || self.lr.is_nan()
+            || self.lr <= 0.0
+        {
             return Err(ModelError::InvalidConfig(format!(
                 "training: crop size {} must be a positive multiple of 32, batch size {} positive, lr {} positive",
                 self.crop_size, self.batch_size, self.lr
@@ -175,7 +180,12 @@ struct TrainerState {
 impl MaskRcnnTrainer {
     /// A trainer for `model` (moved to `device.autodiff()`), checkpointing into
     /// `checkpoint_dir` when given.
-    pub fn new(model: MaskRcnn, config: MaskRcnnTrainingConfig, device: &Device, checkpoint_dir: Option<PathBuf>) -> Result<Self, ModelError> {
+    pub fn new(
+        model: MaskRcnn,
+        config: MaskRcnnTrainingConfig,
+        device: &Device,
+        checkpoint_dir: Option<PathBuf>,
+    ) -> Result<Self, ModelError> {
         config.check()?;
         let model = model.fork(&device.clone().autodiff()).train();
         let optim = Self::optimizer(&config);
@@ -191,18 +201,26 @@ impl MaskRcnnTrainer {
 
     /// Continues from the latest checkpoint in `checkpoint_dir` (model, optimizer state and
     /// step), so that the run goes on exactly as if it had not stopped.
-    pub fn resume(config: MaskRcnnTrainingConfig, device: &Device, checkpoint_dir: PathBuf) -> Result<Self, ModelError> {
+    pub fn resume(
+        config: MaskRcnnTrainingConfig,
+        device: &Device,
+        checkpoint_dir: PathBuf,
+    ) -> Result<Self, ModelError> {
         config.check()?;
-        let latest = std::fs::read_to_string(checkpoint_dir.join(LATEST)).map_err(|e| ModelError::WeightFile {
-            path: checkpoint_dir.join(LATEST),
-            reason: format!("no checkpoint to resume from: {e}"),
+        let latest = std::fs::read_to_string(checkpoint_dir.join(LATEST)).map_err(|e| {
+            ModelError::WeightFile {
+                path: checkpoint_dir.join(LATEST),
+                reason: format!("no checkpoint to resume from: {e}"),
+            }
         })?;
         let dir = checkpoint_dir.join(latest.trim());
         let model = load_model(&dir.join(MODEL_FILE), &device.clone().autodiff())?.train();
-        let optim = Self::optimizer(&config).load(dir.join(OPTIM_FILE)).map_err(|e| ModelError::WeightFile {
-            path: dir.join(OPTIM_FILE),
-            reason: e.to_string(),
-        })?;
+        let optim = Self::optimizer(&config)
+            .load(dir.join(OPTIM_FILE))
+            .map_err(|e| ModelError::WeightFile {
+                path: dir.join(OPTIM_FILE),
+                reason: e.to_string(),
+            })?;
         let state: TrainerState = read_json(&dir.join(STATE_FILE))?;
         Ok(MaskRcnnTrainer {
             config,
@@ -216,7 +234,11 @@ impl MaskRcnnTrainer {
 
     fn optimizer(config: &MaskRcnnTrainingConfig) -> burn::optim::ModuleOptimizer {
         SgdConfig::new()
-            .with_momentum(Some(MomentumConfig::new().with_momentum(config.momentum).with_dampening(0.0)))
+            .with_momentum(Some(
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0),
+            ))
             .with_weight_decay(Some(WeightDecayConfig::new(config.weight_decay as f32)))
             .with_gradient_clipping(config.grad_clip_norm.map(GradientClippingConfig::Norm))
             .init()
@@ -238,7 +260,11 @@ impl MaskRcnnTrainer {
     }
 
     /// A batch of augmented crops with their targets, reproducible from the seed and step.
-    pub fn sample_batch(&self, data: &[TrainingImage], rng: &mut impl Rng) -> (Vec<RgbImage>, Vec<TrainingTarget>) {
+    pub fn sample_batch(
+        &self,
+        data: &[TrainingImage],
+        rng: &mut impl Rng,
+    ) -> (Vec<RgbImage>, Vec<TrainingTarget>) {
         let c = &self.config;
         let mut images = Vec::with_capacity(c.batch_size);
         let mut targets = Vec::with_capacity(c.batch_size);
@@ -266,7 +292,9 @@ impl MaskRcnnTrainer {
         let start = Instant::now();
         // One RNG per step, derived from the seed: resuming at step k draws what an
         // uninterrupted run would have drawn.
-        let mut rng = StdRng::seed_from_u64(self.config.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = StdRng::seed_from_u64(
+            self.config.seed ^ (self.step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let (images, targets) = self.sample_batch(data, &mut rng);
         let device = self.model.device();
         let refs: Vec<&RgbImage> = images.iter().collect();
@@ -278,7 +306,11 @@ impl MaskRcnnTrainer {
         if !values.iter().all(|v| v.1.is_finite()) {
             return Err(TrainError::NonFinite {
                 step: self.step + 1,
-                losses: values.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", "),
+                losses: values
+                    .iter()
+                    .map(|(n, v)| format!("{n}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 checkpoint: self
                     .last_checkpoint
                     .as_ref()
@@ -291,7 +323,9 @@ impl MaskRcnnTrainer {
         // `step` takes the module by value; the clone shares its parameter tensors.
         self.model = self.optim.step(lr, self.model.clone(), grads);
         self.step += 1;
-        if self.config.checkpoint_every > 0 && self.step % self.config.checkpoint_every == 0 {
+        if self.config.checkpoint_every > 0
+            && self.step.is_multiple_of(self.config.checkpoint_every)
+        {
             self.checkpoint()?;
         }
         Ok(StepReport {
@@ -305,7 +339,11 @@ impl MaskRcnnTrainer {
 
     /// Trains until `config.steps`, calling `on_step` after each step, and writes a final
     /// checkpoint.
-    pub fn train(&mut self, data: &[TrainingImage], mut on_step: impl FnMut(&StepReport)) -> Result<(), TrainError> {
+    pub fn train(
+        &mut self,
+        data: &[TrainingImage],
+        mut on_step: impl FnMut(&StepReport),
+    ) -> Result<(), TrainError> {
         while self.step < self.config.steps {
             let report = self.train_step(data)?;
             on_step(&report);
@@ -320,14 +358,22 @@ impl MaskRcnnTrainer {
     /// written to a temporary name and renamed, then `<dir>/latest` switched to it
     /// atomically. The two most recent checkpoints are kept.
     pub fn checkpoint(&mut self) -> Result<Option<PathBuf>, ModelError> {
-        let Some(root) = self.checkpoint_dir.clone() else { return Ok(None) };
+        let Some(root) = self.checkpoint_dir.clone() else {
+            return Ok(None);
+        };
         let name = format!("step-{:07}", self.step);
         let dir = root.join(&name);
-        let io = |p: &Path, e: std::io::Error| ModelError::WeightFile { path: p.to_path_buf(), reason: e.to_string() };
+        let io = |p: &Path, e: std::io::Error| ModelError::WeightFile {
+            path: p.to_path_buf(),
+            reason: e.to_string(),
+        };
         std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
         save_model(&self.model.valid(), &dir.join(MODEL_FILE))?;
         let tmp = dir.join(".optimizer.tmp.bpk");
-        self.optim.save(&tmp).map_err(|e| ModelError::WeightFile { path: tmp.clone(), reason: e.to_string() })?;
+        self.optim.save(&tmp).map_err(|e| ModelError::WeightFile {
+            path: tmp.clone(),
+            reason: e.to_string(),
+        })?;
         std::fs::rename(&tmp, dir.join(OPTIM_FILE)).map_err(|e| io(&tmp, e))?;
         write_json_atomically(&dir.join(STATE_FILE), &TrainerState { step: self.step })?;
         write_text_atomically(&root.join(LATEST), &name)?;
@@ -336,7 +382,11 @@ impl MaskRcnnTrainer {
             let mut steps: Vec<PathBuf> = entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("step-")))
+                .filter(|p| {
+                    p.is_dir()
+                        && p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
+                })
                 .collect();
             steps.sort();
             for old in steps.iter().rev().skip(2) {
@@ -350,18 +400,33 @@ impl MaskRcnnTrainer {
 
 fn write_text_atomically(path: &Path, text: &str) -> Result<(), ModelError> {
     let tmp = path.with_extension("tmp");
-    let io = |e: std::io::Error| ModelError::WeightFile { path: path.to_path_buf(), reason: e.to_string() };
+    let io = |e: std::io::Error| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
 }
 
-pub(crate) fn write_json_atomically<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), ModelError> {
-    write_text_atomically(path, &serde_json::to_string_pretty(value).expect("serializable"))
+pub(crate) fn write_json_atomically<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+) -> Result<(), ModelError> {
+    write_text_atomically(
+        path,
+        &serde_json::to_string_pretty(value).expect("serializable"),
+    )
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, ModelError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ModelError::WeightFile { path: path.to_path_buf(), reason: e.to_string() })?;
-    serde_json::from_str(&text).map_err(|e| ModelError::WeightFile { path: path.to_path_buf(), reason: e.to_string() })
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -370,7 +435,9 @@ mod tests {
 
     #[test]
     fn learning_rate_schedule() {
-        let c = MaskRcnnTrainingConfig::new().with_warmup_steps(10).with_lr_steps(vec![100, 200]);
+        let c = MaskRcnnTrainingConfig::new()
+            .with_warmup_steps(10)
+            .with_lr_steps(vec![100, 200]);
         assert!((c.lr_at(0) - 1e-6).abs() < 1e-12);
         assert!((c.lr_at(5) - 1e-3 * (0.001 * 0.5 + 0.5)).abs() < 1e-12);
         assert_eq!(c.lr_at(10), 1e-3);

@@ -1,0 +1,123 @@
+//! A classical normalizer fitted to a template, saved next to a model so that inference
+//! applies exactly the normalization the model was trained with.
+
+use std::path::Path;
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    LabStats, Macenko, MacenkoConfig, MacenkoStains, NormalizerKind, Reinhard, StainError,
+    StainNormalizer,
+};
+use crate::data::read_rgb;
+
+/// A fitted Macenko or Reinhard normalizer, serializable as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum FittedClassical {
+    /// Macenko et al. (2009) with the template's stains.
+    Macenko {
+        /// Parameters.
+        config: MacenkoConfig,
+        /// The template's stain vectors and maximum concentrations.
+        template: MacenkoStains,
+    },
+    /// Reinhard et al. (2001) with the template's Lab statistics.
+    Reinhard {
+        /// The template's per-channel Lab mean and standard deviation.
+        template: LabStats,
+    },
+}
+
+/// Fits the classical normalizer `kind` to the template image at `template`; `None` for
+/// [`NormalizerKind::None`]. DCGMM needs a trained network: see
+/// [`DcgmmNormalizer`](super::DcgmmNormalizer).
+pub fn fit_classical(
+    kind: NormalizerKind,
+    template: Option<&Path>,
+) -> crate::Result<Option<FittedClassical>> {
+    let load = || -> crate::Result<RgbImage> {
+        let path = template.ok_or(StainError::Config(format!(
+            "--normalize {kind} needs a template image"
+        )))?;
+        Ok(read_rgb(path)?)
+    };
+    Ok(match kind {
+        NormalizerKind::None => None,
+        NormalizerKind::Macenko => {
+            let mut m = Macenko::default();
+            m.fit(&load()?)?;
+            Some(FittedClassical::Macenko {
+                config: m.config.clone(),
+                template: m.template.expect("fitted"),
+            })
+        }
+        NormalizerKind::Reinhard => Some(FittedClassical::Reinhard {
+            template: LabStats::of(&load()?),
+        }),
+        NormalizerKind::Dcgmm => {
+            return Err(StainError::Config(
+                "DCGMM needs a trained model; use DcgmmNormalizer".into(),
+            )
+            .into())
+        }
+    })
+}
+
+impl FittedClassical {
+    /// Writes it as JSON (atomically).
+    pub fn save(&self, path: &Path) -> crate::Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("serializable");
+        crate::data::write_bytes_atomically(path, &json)?;
+        Ok(())
+    }
+
+    /// Reads a file written by [`save`](Self::save).
+    pub fn load(path: &Path) -> crate::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| crate::data::DataError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        serde_json::from_str(&text).map_err(|e| {
+            StainError::Config(format!("{}: not a saved normalizer: {e}", path.display())).into()
+        })
+    }
+}
+
+impl StainNormalizer for FittedClassical {
+    fn name(&self) -> &'static str {
+        match self {
+            FittedClassical::Macenko { .. } => "macenko",
+            FittedClassical::Reinhard { .. } => "reinhard",
+        }
+    }
+
+    fn fit(&mut self, template: &RgbImage) -> Result<(), StainError> {
+        match self {
+            FittedClassical::Macenko {
+                config,
+                template: t,
+            } => {
+                let mut m = Macenko::new(config.clone());
+                m.fit(template)?;
+                *t = m.template.expect("fitted");
+            }
+            FittedClassical::Reinhard { template: t } => *t = LabStats::of(template),
+        }
+        Ok(())
+    }
+
+    fn transform(&self, image: &RgbImage) -> Result<RgbImage, StainError> {
+        match self {
+            FittedClassical::Macenko { config, template } => Macenko {
+                config: config.clone(),
+                template: Some(*template),
+            }
+            .transform(image),
+            FittedClassical::Reinhard { template } => {
+                Reinhard::with_template(*template).transform(image)
+            }
+        }
+    }
+}
