@@ -402,3 +402,109 @@ mod tests {
         assert!(!is_ignored_key("layer1.0.conv1.weight"));
     }
 }
+
+/// The remaps from torchvision's `maskrcnn_resnet50_fpn` (v1 and v2) `state_dict` keys to
+/// [`MaskRcnn`](super::mask_rcnn::MaskRcnn)'s parameters:
+///
+/// | torchvision | nucseg |
+/// | --- | --- |
+/// | `backbone.body.*` | `backbone.*` |
+/// | `backbone.fpn.{inner,layer}_blocks.{i}[.0].*` | `fpn.{inner,layer}_blocks.{i}.*` |
+/// | `rpn.head.conv[.0.0].*`, `rpn.head.{cls_logits,bbox_pred}.*` | `rpn_head.*` |
+/// | `roi_heads.box_head.{fc6,fc7}.*` | `box_head.{fc6,fc7}.*` |
+/// | `roi_heads.box_predictor.{cls_score,bbox_pred}.*` | `box_head.{cls_score,bbox_pred}.*` |
+/// | `roi_heads.mask_head.mask_fcn{k}.*` (v1) or `roi_heads.mask_head.{k−1}.0.*` (v2) | `mask_head.mask_fcn.{k−1}.*` |
+/// | `roi_heads.mask_predictor.{conv5_mask,mask_fcn_logits}.*` | `mask_head.*` |
+///
+/// A COCO checkpoint has 91 classes: its `cls_score`, `bbox_pred` and `mask_fcn_logits`
+/// only fit a model with `num_classes = 91`; to fine-tune for nuclei, drop them with a
+/// lenient load (they are then reported as shape mismatches — load with
+/// [`maskrcnn_remaps_without_predictors`] instead).
+pub fn maskrcnn_remaps() -> Vec<(String, String)> {
+    let mut remaps = maskrcnn_backbone_remaps("backbone.", "fpn.");
+    remaps.extend(head_remaps(true));
+    remaps
+}
+
+/// [`maskrcnn_remaps`] without the class-specific predictors (`cls_score`, `bbox_pred`,
+/// `mask_fcn_logits`), which then stay as initialized: the usual way to start a nuclei
+/// model from COCO weights.
+pub fn maskrcnn_remaps_without_predictors() -> Vec<(String, String)> {
+    let mut remaps = maskrcnn_backbone_remaps("backbone.", "fpn.");
+    remaps.extend(head_remaps(false));
+    remaps
+}
+
+fn head_remaps(predictors: bool) -> Vec<(String, String)> {
+    let mut r: Vec<(String, String)> = vec![
+        (
+            r"^rpn\.head\.conv\.0\.0\.(weight|bias)$".into(),
+            "rpn_head.conv.${1}".into(),
+        ),
+        (
+            r"^rpn\.head\.(conv|cls_logits|bbox_pred)\.(weight|bias)$".into(),
+            "rpn_head.${1}.${2}".into(),
+        ),
+        (
+            r"^roi_heads\.box_head\.(fc6|fc7)\.(weight|bias)$".into(),
+            "box_head.${1}.${2}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_head\.mask_fcn1\.(weight|bias)$".into(),
+            "mask_head.mask_fcn.0.${1}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_head\.mask_fcn2\.(weight|bias)$".into(),
+            "mask_head.mask_fcn.1.${1}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_head\.mask_fcn3\.(weight|bias)$".into(),
+            "mask_head.mask_fcn.2.${1}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_head\.mask_fcn4\.(weight|bias)$".into(),
+            "mask_head.mask_fcn.3.${1}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_head\.(\d+)\.0\.(weight|bias)$".into(),
+            "mask_head.mask_fcn.${1}.${2}".into(),
+        ),
+        (
+            r"^roi_heads\.mask_predictor\.conv5_mask\.(weight|bias)$".into(),
+            "mask_head.conv5_mask.${1}".into(),
+        ),
+    ];
+    if predictors {
+        r.push((
+            r"^roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(weight|bias)$".into(),
+            "box_head.${1}.${2}".into(),
+        ));
+        r.push((
+            r"^roi_heads\.mask_predictor\.mask_fcn_logits\.(weight|bias)$".into(),
+            "mask_head.mask_fcn_logits.${1}".into(),
+        ));
+    }
+    r
+}
+
+/// Loads a torchvision Mask R-CNN checkpoint (converted to safetensors, e.g. with
+/// `safetensors.torch.save_file(model.state_dict(), path)`) into `model`. See
+/// [`maskrcnn_remaps`] for the key mapping and [`load_safetensors`] for `strict` and the
+/// errors.
+pub fn load_torchvision_maskrcnn(
+    model: super::mask_rcnn::MaskRcnn,
+    path: &Path,
+    strict: bool,
+) -> Result<(super::mask_rcnn::MaskRcnn, LoadReport), ModelError> {
+    load_safetensors(model, path, &maskrcnn_remaps(), strict)
+}
+
+/// Loads an ImageNet torchvision ResNet checkpoint (e.g. `resnet50`'s, converted to
+/// safetensors) into the backbone of `model`, leaving the rest as initialized: the paper's
+/// starting point. The classifier `fc.*` is ignored.
+pub fn load_imagenet_backbone(
+    model: super::mask_rcnn::MaskRcnn,
+    path: &Path,
+) -> Result<(super::mask_rcnn::MaskRcnn, LoadReport), ModelError> {
+    load_safetensors(model, path, &resnet_remaps("", "backbone."), false)
+}

@@ -1,0 +1,232 @@
+//! The assembled Mask R-CNN: inference on any image size, saving and loading, resuming
+//! training exactly, and torchvision weights.
+
+mod common;
+
+use nucseg::burn::store::ModuleSnapshot;
+use nucseg::burn::tensor::Device;
+use nucseg::data::{LabelMap, RgbImage};
+use nucseg::model::{
+    load_model, save_model,
+    weights::{load_torchvision_maskrcnn, parameter_paths},
+    MaskRcnn, MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig, ModelError, ResNetConfig,
+    TrainingImage,
+};
+use safetensors::{tensor::TensorView, Dtype};
+
+fn tile(w: u32, h: u32) -> (RgbImage, LabelMap) {
+    let mut labels = LabelMap::new(w, h);
+    let image = RgbImage::from_fn(w, h, |x, y| {
+        let k = (x / 24) + (y / 24) * 100;
+        let (cx, cy) = ((x / 24) * 24 + 12, (y / 24) * 24 + 12);
+        if (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) < 49 {
+            labels.set(x, y, k + 1);
+            image::Rgb([80, 50, 140])
+        } else {
+            image::Rgb([230, 170, 200])
+        }
+    });
+    (image, labels)
+}
+
+fn params(model: &MaskRcnn) -> Vec<(String, Vec<u8>)> {
+    model
+        .collect(None, None, true)
+        .into_iter()
+        .map(|t| (t.name.clone(), t.into_bytes().unwrap().to_vec()))
+        .collect()
+}
+
+#[test]
+fn predicts_on_odd_sizes_and_blank_images() {
+    let device = Device::flex();
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let (a, _) = tile(70, 45);
+    let blank = RgbImage::from_pixel(33, 97, image::Rgb([255, 255, 255]));
+    let out = model.predict(&[&a, &blank]);
+    assert_eq!(out.len(), 2);
+    assert_eq!((out[0].width, out[0].height), (70, 45));
+    assert_eq!((out[1].width, out[1].height), (33, 97));
+    for inst in out.iter().flat_map(|o| &o.items) {
+        assert!(inst.score > 0.05 && inst.score <= 1.0);
+        let b = inst.mask.tight_bbox().unwrap();
+        assert!(b[2] <= 97 && b[3] <= 97);
+    }
+    assert!(out[0].items.len() <= 1000);
+}
+
+#[test]
+fn save_load_round_trip_and_wrong_architecture() {
+    let device = Device::flex();
+    let dir = common::tmp_dir("mrcnn-io");
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let path = dir.join("m.bpk");
+    save_model(&model, &path).unwrap();
+    let loaded = load_model(&path, &device).unwrap();
+    assert_eq!(params(&model), params(&loaded));
+    let (img, _) = tile(64, 64);
+    assert_eq!(model.predict(&[&img]), loaded.predict(&[&img]));
+
+    // Weights of another architecture under this configuration: a clear error.
+    let other = MaskRcnnConfig::tiny()
+        .with_fpn_channels(16)
+        .init(&device)
+        .unwrap();
+    let wrong = dir.join("wrong.bpk");
+    save_model(&other, &wrong).unwrap();
+    std::fs::copy(dir.join("m.json"), dir.join("wrong.json")).unwrap();
+    let err = load_model(&wrong, &device).unwrap_err();
+    let msg = err.to_string();
+    assert!(matches!(err, ModelError::WeightFile { .. }), "{msg}");
+    assert!(
+        msg.contains("wrong.bpk") && msg.contains("wrong.json"),
+        "{msg}"
+    );
+    let err = load_model(&dir.join("missing.bpk"), &device).unwrap_err();
+    assert!(err.to_string().contains("missing.bpk"));
+}
+
+#[test]
+fn resuming_reproduces_an_uninterrupted_run() {
+    let device = Device::flex();
+    device.seed(1);
+    let (image, labels) = tile(96, 96);
+    let data = vec![TrainingImage {
+        id: "t".into(),
+        image,
+        labels,
+    }];
+    let config = MaskRcnnTrainingConfig::new()
+        .with_batch_size(1)
+        .with_crop_size(64)
+        .with_steps(3)
+        .with_warmup_steps(0)
+        .with_lr(0.01)
+        .with_checkpoint_every(2)
+        .with_seed(5);
+    let base = MaskRcnnConfig::tiny().init(&device).unwrap();
+
+    let straight_dir = common::tmp_dir("resume-a");
+    let mut straight =
+        MaskRcnnTrainer::new(base.clone(), config.clone(), &device, Some(straight_dir)).unwrap();
+    let mut straight_losses = Vec::new();
+    straight
+        .train(&data, |r| straight_losses.push(r.total))
+        .unwrap();
+
+    let dir = common::tmp_dir("resume-b");
+    let mut first = MaskRcnnTrainer::new(
+        base,
+        config.clone().with_steps(2),
+        &device,
+        Some(dir.clone()),
+    )
+    .unwrap();
+    first.train(&data, |_| {}).unwrap();
+    drop(first);
+    let mut resumed = MaskRcnnTrainer::resume(config, &device, dir).unwrap();
+    assert_eq!(resumed.step(), 2);
+    let mut resumed_losses = Vec::new();
+    resumed
+        .train(&data, |r| resumed_losses.push(r.total))
+        .unwrap();
+    assert_eq!(resumed_losses, vec![straight_losses[2]]);
+    assert_eq!(
+        params(&straight.into_model()),
+        params(&resumed.into_model())
+    );
+}
+
+/// torchvision's name for one of our parameters (written independently of the loader's
+/// regexes), and whether it is a `Linear` weight stored transposed.
+fn torchvision_key(name: &str) -> (String, bool) {
+    let linear = name.starts_with("box_head.") && name.ends_with(".weight");
+    let key = if let Some(rest) = name.strip_prefix("backbone.") {
+        format!("backbone.body.{rest}")
+    } else if let Some(rest) = name.strip_prefix("fpn.") {
+        let (block, tail) = rest.split_at(rest.rfind('.').unwrap());
+        format!("backbone.fpn.{block}.0{tail}")
+    } else if let Some(rest) = name.strip_prefix("rpn_head.conv") {
+        format!("rpn.head.conv.0.0{rest}")
+    } else if let Some(rest) = name.strip_prefix("rpn_head.") {
+        format!("rpn.head.{rest}")
+    } else if let Some(rest) = name.strip_prefix("box_head.fc") {
+        format!("roi_heads.box_head.fc{rest}")
+    } else if let Some(rest) = name.strip_prefix("box_head.") {
+        format!("roi_heads.box_predictor.{rest}")
+    } else if let Some(rest) = name.strip_prefix("mask_head.mask_fcn.") {
+        let (i, tail) = rest.split_at(rest.find('.').unwrap());
+        format!(
+            "roi_heads.mask_head.mask_fcn{}{tail}",
+            i.parse::<usize>().unwrap() + 1
+        )
+    } else if let Some(rest) = name.strip_prefix("mask_head.") {
+        format!("roi_heads.mask_predictor.{rest}")
+    } else {
+        panic!("unexpected parameter {name}")
+    };
+    (key, linear)
+}
+
+#[test]
+fn torchvision_checkpoint_loads_into_every_parameter() {
+    let device = Device::flex();
+    let config = MaskRcnnConfig::tiny().with_backbone(ResNetConfig::new(18).with_width(8));
+    device.seed(1);
+    let source = config.init(&device).unwrap();
+    // Write the source's parameters under torchvision's names and layouts.
+    let mut entries: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for t in source.collect(None, None, true) {
+        let (key, linear) = torchvision_key(&t.name);
+        let shape = t.shape.to_vec();
+        let bytes = t.into_bytes().unwrap().to_vec();
+        if linear {
+            let (rows, cols) = (shape[0], shape[1]);
+            let v: Vec<f32> = bytes
+                .chunks(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect();
+            let mut tr = vec![0f32; v.len()];
+            for i in 0..rows {
+                for j in 0..cols {
+                    tr[j * rows + i] = v[i * cols + j];
+                }
+            }
+            entries.push((
+                key,
+                vec![cols, rows],
+                tr.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ));
+        } else {
+            entries.push((key, shape, bytes));
+        }
+    }
+    entries.push((
+        "backbone.body.bn1.num_batches_tracked".into(),
+        vec![],
+        0i64.to_le_bytes().to_vec(),
+    ));
+    let dir = common::tmp_dir("tv-maskrcnn");
+    let path = dir.join("maskrcnn.safetensors");
+    let views: Vec<(String, TensorView<'_>)> = entries
+        .iter()
+        .map(|(k, s, b)| {
+            let dtype = if k.ends_with("num_batches_tracked") {
+                Dtype::I64
+            } else {
+                Dtype::F32
+            };
+            (k.clone(), TensorView::new(dtype, s.clone(), b).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, &path).unwrap();
+
+    device.seed(2);
+    let target = config.init(&device).unwrap();
+    assert_ne!(params(&source), params(&target));
+    let (loaded, report) = load_torchvision_maskrcnn(target, &path, true).unwrap();
+    assert_eq!(report.applied.len(), parameter_paths(&loaded).len());
+    assert_eq!(params(&source), params(&loaded));
+    let (img, _) = tile(64, 64);
+    assert_eq!(source.predict(&[&img]), loaded.predict(&[&img]));
+}
