@@ -31,6 +31,7 @@ pub mod instances;
 pub mod metrics;
 pub mod model;
 pub mod output;
+pub mod pipeline;
 pub mod postprocess;
 pub mod progress;
 pub mod stain;
