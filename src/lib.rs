@@ -33,6 +33,7 @@ pub mod model;
 pub mod output;
 pub mod pipeline;
 pub mod postprocess;
+pub mod pretrained;
 pub mod progress;
 pub mod stain;
 

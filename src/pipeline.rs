@@ -20,8 +20,10 @@ use burn::config::Config;
 use image::RgbImage;
 
 use crate::{
-    data::LabelMap,
+    data::{LabelMap, SampleInfo},
     instances::{InstanceSegmenter, Instances},
+    metrics::{EvaluatedImage, Evaluation, ImageMetrics},
+    output::OutputDir,
     postprocess::{TiledSegmenter, TilerConfig, TtaConfig, TtaEnsemble, TtaSet},
     stain::StainNormalizer,
 };
@@ -144,6 +146,41 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         instances.items.retain(|i| i.score >= self.config.min_score);
         let labels = instances.to_label_map();
         Ok(PipelineOutput { instances, labels })
+    }
+}
+
+impl<S: InstanceSegmenter> Pipeline<S> {
+    /// Runs the pipeline on annotated images and scores each against its truth, writing the
+    /// label maps to `out` (as `<id>.png`) when given. `progress` is called after each
+    /// image with (done, total, its scores, seconds it took).
+    pub fn evaluate(
+        &self,
+        samples: &[SampleInfo],
+        out: Option<&OutputDir>,
+        mut progress: impl FnMut(usize, usize, &EvaluatedImage, f64),
+    ) -> crate::Result<Evaluation> {
+        let mut images = Vec::with_capacity(samples.len());
+        for (k, info) in samples.iter().enumerate() {
+            let sample = info.load()?;
+            let truth = sample.labels.ok_or_else(|| crate::data::DataError::Dataset {
+                dir: info.image.clone(),
+                message: "no ground truth to evaluate against".into(),
+            })?;
+            let start = std::time::Instant::now();
+            let result = self.run(&sample.image)?;
+            let seconds = start.elapsed().as_secs_f64();
+            if let Some(out) = out {
+                out.write_label_map(&info.image, &result.labels)?;
+            }
+            let scored = EvaluatedImage {
+                stem: info.id.clone(),
+                metrics: ImageMetrics::compute(&truth, &result.labels)?,
+                prediction_missing: false,
+            };
+            progress(k + 1, samples.len(), &scored, seconds);
+            images.push(scored);
+        }
+        Ok(Evaluation::from_images(images))
     }
 }
 

@@ -39,3 +39,50 @@ mod tests {
         }
     }
 }
+
+/// Progress of a training run: a bar with the loss terms when the output is a terminal,
+/// and a plain line every 50 steps otherwise (logs, CI), so a run can be followed either way.
+pub struct TrainingProgress {
+    bar: ProgressBar,
+    recent: Vec<f32>,
+}
+
+impl TrainingProgress {
+    /// For a run of `total` steps starting at step `first`.
+    pub fn new(total: usize, first: usize) -> Self {
+        let bar = progress_bar(total as u64, "train", true);
+        bar.set_position(first as u64);
+        TrainingProgress { bar, recent: Vec::new() }
+    }
+
+    /// Records one step.
+    pub fn step(&mut self, r: &crate::model::StepReport) {
+        self.recent.push(r.total);
+        if self.recent.len() > 50 {
+            self.recent.remove(0);
+        }
+        let avg = self.recent.iter().sum::<f32>() / self.recent.len() as f32;
+        let parts: Vec<String> = r
+            .losses
+            .iter()
+            .map(|(n, v)| format!("{}={v:.3}", n.trim_start_matches("loss_")))
+            .collect();
+        let line = format!("step {} loss {:.4} (mean of last {} {:.4}) {} lr {:.2e} {:.2} s/step", r.step, r.total, self.recent.len(), avg, parts.join(" "), r.lr, r.seconds);
+        self.bar.set_position(r.step as u64);
+        if self.bar.is_hidden() {
+            if r.step % 50 == 0 {
+                println!("{line}");
+            }
+        } else {
+            self.bar.set_message(format!("loss {avg:.3} {}", parts.join(" ")));
+            if r.step % 50 == 0 {
+                self.bar.println(line);
+            }
+        }
+    }
+
+    /// Closes the bar.
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+}

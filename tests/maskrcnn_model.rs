@@ -230,3 +230,26 @@ fn torchvision_checkpoint_loads_into_every_parameter() {
     let (img, _) = tile(64, 64);
     assert_eq!(source.predict(&[&img]), loaded.predict(&[&img]));
 }
+
+#[test]
+fn f16_safetensors_round_trip_is_close() {
+    use nucseg::model::{load_model_safetensors, save_model_f16};
+    let device = Device::flex();
+    let dir = common::tmp_dir("mrcnn-f16");
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let path = dir.join("m.safetensors");
+    save_model_f16(&model, &path).unwrap();
+    let bpk = dir.join("m.bpk");
+    save_model(&model, &bpk).unwrap();
+    let half = std::fs::metadata(&path).unwrap().len() as f64;
+    let full = std::fs::metadata(&bpk).unwrap().len() as f64;
+    assert!(half < 0.6 * full, "{half} vs {full} bytes");
+    let loaded = load_model_safetensors(&path, &device).unwrap();
+    for ((n, a), (_, b)) in params(&model).into_iter().zip(params(&loaded)) {
+        let a: Vec<f32> = a.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let b: Vec<f32> = b.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-2), "{n}: {x} vs {y}");
+        }
+    }
+}

@@ -482,6 +482,22 @@ pub fn list_images(dir: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {
     Ok(files)
 }
 
+/// The annotated images of a data-set folder, whatever its layout: a MoNuSeg / Kumar folder
+/// (`images/` with `labels/` or `annotations/`), or a folder of pairs `images/` +
+/// `masks/` (binary or instance masks, split by [`MaskKind::Auto`]). Sorted by id.
+pub fn open_dataset(root: impl AsRef<Path>) -> Result<Vec<SampleInfo>, DataError> {
+    let root = root.as_ref();
+    let has = |name: &str| root.join(name).is_dir();
+    if has("masks") && !has("labels") && !has("annotations") && !has("Annotations") {
+        let images = first_dir(root, &["images", "Tissue Images"]).ok_or_else(|| DataError::Dataset {
+            dir: root.to_path_buf(),
+            message: "has masks/ but no images/".into(),
+        })?;
+        return Ok(PairedFolderDataset::open(images, root.join("masks"), MaskKind::Auto)?.samples().to_vec());
+    }
+    Ok(MonusegDataset::open(root)?.samples().to_vec())
+}
+
 /// The images named by a command-line argument: the file itself, or every image in a
 /// folder (sorted). An error if it is neither, or a folder without images.
 pub fn image_inputs(path: impl AsRef<Path>) -> Result<Vec<PathBuf>, DataError> {

@@ -114,15 +114,22 @@ pub fn evaluate_folders_where(
         .filter(|(s, _)| !truths.contains_key(*s))
         .map(|(_, p)| p.clone())
         .collect();
-    let per_image: Vec<ImageMetrics> = images.iter().map(|i| i.metrics.clone()).collect();
-    Ok(Evaluation {
-        summary: DatasetSummary::new(&per_image),
-        images,
-        unmatched_predictions,
-    })
+    let mut evaluation = Evaluation::from_images(images);
+    evaluation.unmatched_predictions = unmatched_predictions;
+    Ok(evaluation)
 }
 
 impl Evaluation {
+    /// Summarizes already scored images.
+    pub fn from_images(images: Vec<EvaluatedImage>) -> Self {
+        let per_image: Vec<ImageMetrics> = images.iter().map(|i| i.metrics.clone()).collect();
+        Evaluation {
+            summary: DatasetSummary::new(&per_image),
+            images,
+            unmatched_predictions: Vec::new(),
+        }
+    }
+
     /// A fixed-width table: one row per image, then the mean and pooled summaries.
     pub fn table(&self) -> String {
         let mut s = String::new();

@@ -41,7 +41,7 @@ pub mod weights;
 pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
 pub use box_coder::BoxCoder;
 pub use box_head::{BoxHead, BoxHeadConfig};
-pub use checkpoint::{load_model, save_model};
+pub use checkpoint::{load_any, load_model, load_model_safetensors, save_model, save_model_f16};
 pub use fpn::{Fpn, FpnConfig};
 pub use mask_head::{MaskHead, MaskHeadConfig};
 pub use mask_rcnn::{MaskRcnn, MaskRcnnConfig, MaskRcnnLosses};

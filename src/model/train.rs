@@ -119,6 +119,31 @@ pub struct TrainingImage {
     pub labels: LabelMap,
 }
 
+impl TrainingImage {
+    /// Loads annotated samples for training, normalizing each image with `normalizer` when
+    /// given (the network then has to see normalized images at inference too).
+    pub fn load_all(
+        samples: &[crate::data::SampleInfo],
+        normalizer: Option<&dyn crate::stain::StainNormalizer>,
+    ) -> crate::Result<Vec<TrainingImage>> {
+        samples
+            .iter()
+            .map(|info| {
+                let sample = info.load()?;
+                let labels = sample.labels.ok_or_else(|| crate::data::DataError::Dataset {
+                    dir: info.image.clone(),
+                    message: "training needs ground truth".into(),
+                })?;
+                let image = match normalizer {
+                    Some(n) => n.transform(&sample.image)?,
+                    None => sample.image,
+                };
+                Ok(TrainingImage { id: info.id.clone(), image, labels })
+            })
+            .collect()
+    }
+}
+
 /// What one training step did.
 #[derive(Debug, Clone)]
 pub struct StepReport {
