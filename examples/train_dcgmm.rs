@@ -158,6 +158,12 @@ fn run(args: Args) -> nucseg::Result<()> {
             println!("  steps {a:>6}..{:>6}: {m:.4}", b - 1);
         }
     }
+    if let (Some(first), Some(last)) = (
+        report.mean_nll(1..11),
+        report.mean_nll(n.saturating_sub(9)..n + 1),
+    ) {
+        println!("  first 10 steps {first:.4}, last 10 steps {last:.4}");
+    }
     println!("model: {}", args.out.display());
 
     if let Some(path) = &args.template {

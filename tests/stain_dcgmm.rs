@@ -185,12 +185,6 @@ fn normalization_moves_cluster_statistics_to_the_template() {
         &template.mixture,
     );
     eprintln!("distance to template: unperturbed {original:.4}, perturbed {before:.4}, normalized {after:.4}");
-    for (name, m) in [
-        ("template", &template.mixture),
-        ("input", &model.mixture_of_image(&input).unwrap()),
-        ("normalized", &model.mixture_of_image(&normalized).unwrap()),
-    ] {
-        eprintln!("{name}: pi {:?} mu {:?}", m.weights, m.means);
-    }
+    // Observed (seeded): unperturbed 0.46, perturbed 0.37, normalized 0.03.
     assert!(after < 0.5 * before, "{before} → {after}");
 }

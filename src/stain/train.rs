@@ -55,7 +55,8 @@ pub struct DcgmmTrainingConfig {
     /// Seed of the weight initialization and the crop sampler.
     #[config(default = 42)]
     pub seed: u64,
-    /// Show a progress bar on the terminal.
+    /// Show a progress bar on the terminal (or, when stderr is not a terminal, a line every
+    /// 5 % of the steps).
     #[config(default = false)]
     pub progress: bool,
 }
@@ -208,6 +209,14 @@ impl DcgmmTrainer {
             model = optimizer.step(t.learning_rate, model, grads);
             bar.set_message(format!("NLL {nll:.4}"));
             bar.inc(1);
+            // Not a terminal (a log file): a plain line every 5 % of training instead.
+            if t.progress && bar.is_hidden() && step % (t.steps / 20).max(1) == 0 {
+                eprintln!(
+                    "step {step}/{}: NLL {nll:.4} ({:.0} s)",
+                    t.steps,
+                    start.elapsed().as_secs_f64()
+                );
+            }
             if let Some(path) = &self.checkpoint {
                 let periodic = t.checkpoint_every > 0 && step % t.checkpoint_every == 0;
                 if periodic || step == t.steps {
@@ -215,7 +224,12 @@ impl DcgmmTrainer {
                     if !report.checkpoints.contains(path) {
                         report.checkpoints.push(path.clone());
                     }
-                    bar.println(format!("step {step}: checkpoint {}", path.display()));
+                    let line = format!("step {step}: checkpoint {}", path.display());
+                    if !bar.is_hidden() {
+                        bar.println(line);
+                    } else if t.progress {
+                        eprintln!("{line}");
+                    }
                 }
             }
         }
