@@ -1,60 +1,116 @@
-//! Scores a folder of predicted label maps against ground truth.
+//! Scores nuclei segmentations, in two ways.
 //!
+//! Score a folder of predicted label maps against ground truth (label maps or MoNuSeg XML;
+//! a missing prediction counts as empty):
 //! ```text
 //! cargo run --example evaluate -- --truth ../shared/data/monuseg-kumar/labels --pred out/ [--split test] [--json]
 //! ```
-//! Truth files are label maps (`.png`, `.tif`) or MoNuSeg XML (`.xml`); predictions are
-//! label maps with the same file stem. A missing prediction counts as empty.
+//! Run the paper's four setups (NucSeg, NucSeg-P, NucSeg-N, NucSeg-NP) of a model over the
+//! Kumar test split and print the paper-style table per organ and overall:
+//! ```text
+//! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv
+//! ```
 
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
-use nucseg::{data::KumarSplit, metrics};
+use nucseg::{
+    backend::BackendKind,
+    data::{KumarSplit, MonusegDataset},
+    metrics::{evaluate_folders_where, results_csv, results_table, ResultRow},
+    pipeline::{Pipeline, PipelineConfig},
+    pretrained::{default_model, load_bundle},
+    progress::progress_bar,
+    stain::StainNormalizer,
+};
 
 #[derive(Parser)]
-#[command(
-    about = "Score predicted nuclei label maps against ground truth (AJI, AJI+, PQ, Dice, F1)"
-)]
+#[command(about = "Score nuclei segmentations (AJI, AJI+, PQ, Dice, F1), or run the paper's four setups")]
 struct Args {
-    /// Folder of ground-truth label maps or MoNuSeg XML annotations.
-    #[arg(long)]
-    truth: PathBuf,
-    /// Folder of predicted label maps (same file stems as the truth).
-    #[arg(long)]
-    pred: PathBuf,
+    /// Folder of ground-truth label maps or MoNuSeg XML annotations (folder mode).
+    #[arg(long, requires = "pred")]
+    truth: Option<PathBuf>,
+    /// Folder of predicted label maps with the truth's file stems (folder mode).
+    #[arg(long, requires = "truth")]
+    pred: Option<PathBuf>,
     /// Print one JSON object keyed by image stem (metric names as in
     /// shared/metrics-golden/expected.json) instead of the table; summaries go to stderr.
     #[arg(long)]
     json: bool,
     /// Score only the images of this Kumar split (train, test, test_same_organ,
-    /// test_unseen_organ); a missing prediction still counts as empty.
+    /// test_unseen_organ).
     #[arg(long)]
     split: Option<KumarSplit>,
+    /// Setups to run (setup mode): comma-separated presets or `all`.
+    #[arg(long, conflicts_with = "truth")]
+    setups: Option<String>,
+    /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// MoNuSeg / Kumar folder (setup mode).
+    #[arg(long, default_value = "../shared/data/monuseg-kumar")]
+    data: PathBuf,
+    /// Write the setup results as CSV here.
+    #[arg(long)]
+    csv: Option<PathBuf>,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let ids = args.split.map(|s| s.ids());
-    let keep = |stem: &str| ids.as_ref().is_none_or(|ids| ids.contains(&stem));
-    match metrics::evaluate_folders_where(&args.truth, &args.pred, keep) {
-        Ok(evaluation) => {
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&evaluation.to_json()).expect("serializable")
-                );
-                eprintln!(
-                    "{}",
-                    serde_json::to_string(&evaluation.summary).expect("serializable")
-                );
-            } else {
-                print!("{}", evaluation.table());
-            }
-            ExitCode::SUCCESS
-        }
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    if let (Some(truth), Some(pred)) = (&args.truth, &args.pred) {
+        let ids = args.split.map(|s| s.ids());
+        let keep = |stem: &str| ids.as_ref().is_none_or(|ids| ids.contains(&stem));
+        let evaluation = evaluate_folders_where(truth, pred, keep)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
+            eprintln!("{}", serde_json::to_string(&evaluation.summary)?);
+        } else {
+            print!("{}", evaluation.table());
+        }
+        return Ok(());
+    }
+    let Some(setups) = &args.setups else {
+        return Err("give --truth and --pred (score a folder) or --setups (run the paper's setups)".into());
+    };
+    let setups: Vec<&str> = if setups == "all" { PipelineConfig::PRESETS.to_vec() } else { setups.split(',').collect() };
+    let device = args.device.device()?;
+    let bundle = match &args.model {
+        Some(p) => load_bundle(p, &device)?,
+        None => default_model(&device)?,
+    };
+    let dataset = MonusegDataset::open(&args.data)?;
+    let samples = dataset.split(args.split.unwrap_or(KumarSplit::Test))?;
+    let organ = |stem: &str| {
+        samples.iter().find(|s| s.id == stem).and_then(|s| s.organ).map_or("?".into(), |o| o.name().to_string())
+    };
+    let mut rows = Vec::new();
+    for setup in setups {
+        let config = PipelineConfig::preset(setup)?;
+        let normalizer = bundle.normalizer.clone().map(|n| Box::new(n) as Box<dyn StainNormalizer>);
+        let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
+        let bar = progress_bar(samples.len() as u64, setup, true);
+        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, _| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        for (group, summary) in evaluation.grouped(organ) {
+            rows.push(ResultRow { setup: setup.to_string(), group, summary });
+        }
+    }
+    print!("{}", results_table(&rows));
+    if let Some(path) = &args.csv {
+        nucseg::data::write_bytes_atomically(path, results_csv(&rows).as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }

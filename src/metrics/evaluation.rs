@@ -264,3 +264,75 @@ mod tests {
         assert!(err.to_string().contains("5x6"), "{err}");
     }
 }
+
+/// One row of a results table: a setup (method), a group of images (an organ, or
+/// "overall") and the summary of that group.
+#[derive(Debug, Clone)]
+pub struct ResultRow {
+    /// The method or setup, e.g. `NucSeg-P`.
+    pub setup: String,
+    /// The image group, e.g. `kidney` or `overall`.
+    pub group: String,
+    /// The group's summary.
+    pub summary: DatasetSummary,
+}
+
+impl Evaluation {
+    /// Summaries per group of images (`group_of(stem)`, e.g. the organ), sorted by group
+    /// name, followed by `"overall"`.
+    pub fn grouped(&self, group_of: impl Fn(&str) -> String) -> Vec<(String, DatasetSummary)> {
+        let mut groups: std::collections::BTreeMap<String, Vec<ImageMetrics>> = Default::default();
+        for img in &self.images {
+            groups.entry(group_of(&img.stem)).or_default().push(img.metrics.clone());
+        }
+        let mut out: Vec<(String, DatasetSummary)> = groups.into_iter().map(|(g, m)| (g, DatasetSummary::new(&m))).collect();
+        out.push(("overall".into(), self.summary.clone()));
+        out
+    }
+}
+
+/// The paper-style table (Jung et al. 2019, Tables 2–3: precision, recall and F1 at the
+/// paper's Dice > 0.2 matching, Dice, AJI), plus AJI+, PQ and F1 at IoU ≥ 0.5; means of
+/// per-image values.
+pub fn results_table(rows: &[ResultRow]) -> String {
+    let mut s = String::new();
+    let header = format!(
+        "{:<11} {:<10} {:>4} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}",
+        "setup", "organ", "n", "P", "R", "F1", "Dice", "AJI", "AJI+", "PQ", "F1@.5"
+    );
+    let _ = writeln!(s, "{header}");
+    let _ = writeln!(s, "{}", "-".repeat(header.len()));
+    for r in rows {
+        let m = &r.summary.mean;
+        let _ = writeln!(
+            s,
+            "{:<11} {:<10} {:>4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
+            r.setup,
+            truncate(&r.group, 10),
+            r.summary.images,
+            m.f1_dice20_precision,
+            m.f1_dice20_recall,
+            m.f1_dice20_f1,
+            m.dice,
+            m.aji,
+            m.aji_plus,
+            m.pq_pq,
+            m.f1_iou50_f1
+        );
+    }
+    s
+}
+
+/// The rows as CSV: `setup,group,images,aggregation,<metric>...` with one line for the mean
+/// of images and one for the pooled values of each row.
+pub fn results_csv(rows: &[ResultRow]) -> String {
+    let names: Vec<&str> = SummaryValues::default().named().iter().map(|(n, _)| *n).collect();
+    let mut s = format!("setup,group,images,aggregation,{}\n", names.join(","));
+    for r in rows {
+        for (agg, v) in [("mean", &r.summary.mean), ("pooled", &r.summary.pooled)] {
+            let values: Vec<String> = v.named().iter().map(|(_, x)| format!("{x:.6}")).collect();
+            let _ = writeln!(s, "{},{},{},{agg},{}", r.setup, r.group, r.summary.images, values.join(","));
+        }
+    }
+    s
+}

@@ -27,7 +27,9 @@ pub use aji::{aji, aji_plus, AjiParts};
 pub use assignment::max_weight_matching;
 pub use detection::{detection_scores, DetectionScores, MatchCriterion};
 pub use dice::{dice, DiceParts};
-pub use evaluation::{evaluate_folders, evaluate_folders_where, EvaluatedImage, Evaluation};
+pub use evaluation::{
+    evaluate_folders, evaluate_folders_where, results_csv, results_table, EvaluatedImage, Evaluation, ResultRow,
+};
 pub use overlap::OverlapTable;
 pub use panoptic::{panoptic_quality, PanopticQuality};
 pub use summary::{DatasetSummary, ImageMetrics, SummaryValues};
