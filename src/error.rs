@@ -26,6 +26,9 @@ pub enum Error {
     /// Stain normalization.
     #[error(transparent)]
     Stain(#[from] StainError),
+    /// Exporting contours, measurements, GeoJSON and overlays.
+    #[error(transparent)]
+    Export(#[from] crate::export::ExportError),
 }
 
 /// `Result` with nucseg's [`Error`].

@@ -27,6 +27,7 @@ pub mod backend;
 pub mod baseline;
 pub mod data;
 mod error;
+pub mod export;
 pub mod instances;
 pub mod metrics;
 pub mod model;
