@@ -25,7 +25,9 @@ use nucseg::{
 };
 
 #[derive(Parser)]
-#[command(about = "Score nuclei segmentations (AJI, AJI+, PQ, Dice, F1), or run the paper's four setups")]
+#[command(
+    about = "Score nuclei segmentations (AJI, AJI+, PQ, Dice, F1), or run the paper's four setups"
+)]
 struct Args {
     /// Folder of ground-truth label maps or MoNuSeg XML annotations (folder mode).
     #[arg(long, requires = "pred")]
@@ -82,9 +84,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         return Ok(());
     }
     let Some(setups) = &args.setups else {
-        return Err("give --truth and --pred (score a folder) or --setups (run the paper's setups)".into());
+        return Err(
+            "give --truth and --pred (score a folder) or --setups (run the paper's setups)".into(),
+        );
     };
-    let setups: Vec<&str> = if setups == "all" { PipelineConfig::PRESETS.to_vec() } else { setups.split(',').collect() };
+    let setups: Vec<&str> = if setups == "all" {
+        PipelineConfig::PRESETS.to_vec()
+    } else {
+        setups.split(',').collect()
+    };
     let device = args.device.device()?;
     let bundle = match &args.model {
         Some(p) => load_bundle(p, &device)?,
@@ -93,18 +101,31 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let dataset = MonusegDataset::open(&args.data)?;
     let samples = dataset.split(args.split.unwrap_or(KumarSplit::Test))?;
     let organ = |stem: &str| {
-        samples.iter().find(|s| s.id == stem).and_then(|s| s.organ).map_or("?".into(), |o| o.name().to_string())
+        samples
+            .iter()
+            .find(|s| s.id == stem)
+            .and_then(|s| s.organ)
+            .map_or("?".into(), |o| o.name().to_string())
     };
     let mut rows = Vec::new();
     for setup in setups {
         let config = PipelineConfig::preset(setup)?;
-        let normalizer = bundle.normalizer.clone().map(|n| Box::new(n) as Box<dyn StainNormalizer>);
+        let normalizer = bundle
+            .normalizer
+            .clone()
+            .map(|n| Box::new(n) as Box<dyn StainNormalizer>);
         let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
         let bar = progress_bar(samples.len() as u64, setup, true);
-        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, _| bar.set_position(done as u64))?;
+        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, _| {
+            bar.set_position(done as u64)
+        })?;
         bar.finish_and_clear();
         for (group, summary) in evaluation.grouped(organ) {
-            rows.push(ResultRow { setup: setup.to_string(), group, summary });
+            rows.push(ResultRow {
+                setup: setup.to_string(),
+                group,
+                summary,
+            });
         }
     }
     print!("{}", results_table(&rows));

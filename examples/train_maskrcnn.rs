@@ -95,8 +95,15 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         n.save(&normalizer_path(&model_path))?;
     }
     let dataset = MonusegDataset::open(&args.data)?;
-    let train = TrainingImage::load_all(&dataset.split(KumarSplit::Train)?, normalizer.as_ref().map(|n| n as &dyn StainNormalizer))?;
-    println!("{} training images from {}", train.len(), args.data.display());
+    let train = TrainingImage::load_all(
+        &dataset.split(KumarSplit::Train)?,
+        normalizer.as_ref().map(|n| n as &dyn StainNormalizer),
+    )?;
+    println!(
+        "{} training images from {}",
+        train.len(),
+        args.data.display()
+    );
 
     let config = MaskRcnnTrainingConfig::new()
         .with_steps(args.steps)
@@ -110,15 +117,28 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let mut trainer = if args.resume {
         MaskRcnnTrainer::resume(config, &device, checkpoints)?
     } else {
-        MaskRcnnTrainer::new(MaskRcnnConfig::preset(&args.preset)?.init(&device)?, config, &device, Some(checkpoints))?
+        MaskRcnnTrainer::new(
+            MaskRcnnConfig::preset(&args.preset)?.init(&device)?,
+            config,
+            &device,
+            Some(checkpoints),
+        )?
     };
-    println!("model {} ({} parameters) on {}", args.preset, trainer.model().num_params(), args.device);
+    println!(
+        "model {} ({} parameters) on {}",
+        args.preset,
+        trainer.model().num_params(),
+        args.device
+    );
     let first_step = trainer.step();
     let mut progress = TrainingProgress::new(args.steps, first_step);
     let train_start = Instant::now();
     trainer.train(&train, |r| progress.step(r))?;
     progress.finish();
-    let (steps_done, train_secs) = (trainer.step() - first_step, train_start.elapsed().as_secs_f64());
+    let (steps_done, train_secs) = (
+        trainer.step() - first_step,
+        train_start.elapsed().as_secs_f64(),
+    );
     let model = trainer.into_model();
     save_model(&model, &model_path)?;
     println!("saved {}", model_path.display());
@@ -126,8 +146,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Score on the test split, no test-time augmentation (NucSeg-P, or NucSeg-NP without
     // normalization).
     let pred_dir = OutputDir::create(args.out.join("test-pred"), args.overwrite || args.resume)?;
-    let config = PipelineConfig::preset(if normalizer.is_some() { "NucSeg-P" } else { "NucSeg-NP" })?;
-    let pipeline = Pipeline::new(config, &model, normalizer.map(|n| Box::new(n) as Box<dyn StainNormalizer>))?;
+    let config = PipelineConfig::preset(if normalizer.is_some() {
+        "NucSeg-P"
+    } else {
+        "NucSeg-NP"
+    })?;
+    let pipeline = Pipeline::new(
+        config,
+        &model,
+        normalizer.map(|n| Box::new(n) as Box<dyn StainNormalizer>),
+    )?;
     let test = dataset.split(KumarSplit::Test)?;
     let bar = progress_bar(test.len() as u64, "test", true);
     let mut infer_secs = 0.0;

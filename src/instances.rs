@@ -205,10 +205,9 @@ impl Instances {
         }
     }
 
-    /// The instance label map: instances are painted in increasing score order so that
-    /// where two overlap the higher score wins; ids are `1..=N` by decreasing score (ties
-    /// keep list order). Instances left without any pixel are absent from the map.
-    pub fn to_label_map(&self) -> LabelMap {
+    /// Indices of the instances by decreasing score, ties in list order: the order in which
+    /// [`to_label_map`](Self::to_label_map) numbers them.
+    pub fn score_order(&self) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
         order.sort_by(|&a, &b| {
             self.items[b]
@@ -216,6 +215,14 @@ impl Instances {
                 .total_cmp(&self.items[a].score)
                 .then(a.cmp(&b))
         });
+        order
+    }
+
+    /// The instance label map: instances are painted in increasing score order so that
+    /// where two overlap the higher score wins; ids are `1..=N` by decreasing score (ties
+    /// keep list order). Instances left without any pixel are absent from the map.
+    pub fn to_label_map(&self) -> LabelMap {
+        let order = self.score_order();
         let mut map = LabelMap::new(self.width, self.height);
         for (rank, &k) in order.iter().enumerate().rev() {
             let id = rank as u32 + 1;

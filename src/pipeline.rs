@@ -162,10 +162,12 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         let mut images = Vec::with_capacity(samples.len());
         for (k, info) in samples.iter().enumerate() {
             let sample = info.load()?;
-            let truth = sample.labels.ok_or_else(|| crate::data::DataError::Dataset {
-                dir: info.image.clone(),
-                message: "no ground truth to evaluate against".into(),
-            })?;
+            let truth = sample
+                .labels
+                .ok_or_else(|| crate::data::DataError::Dataset {
+                    dir: info.image.clone(),
+                    message: "no ground truth to evaluate against".into(),
+                })?;
             let start = std::time::Instant::now();
             let result = self.run(&sample.image)?;
             let seconds = start.elapsed().as_secs_f64();

@@ -23,7 +23,8 @@ pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 
 /// SHA-256 of the shipped weight file; a file with another digest (truncated download, a
 /// Git LFS pointer, a local edit) is rejected with [`ModelError::WeightFile`].
-pub const DEFAULT_MODEL_SHA256: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+pub const DEFAULT_MODEL_SHA256: &str =
+    "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// A model ready for inference with the normalization it was trained with.
 #[derive(Debug)]
@@ -56,8 +57,16 @@ pub fn default_model(device: &Device) -> crate::Result<ModelBundle> {
 pub fn load_bundle(weights: &Path, device: &Device) -> crate::Result<ModelBundle> {
     let model = load_any(weights, &device.clone().without_autodiff())?;
     let normalizer_path = normalizer_path(weights);
-    let normalizer = if normalizer_path.is_file() { Some(FittedClassical::load(&normalizer_path)?) } else { None };
-    Ok(ModelBundle { model, normalizer, path: weights.to_path_buf() })
+    let normalizer = if normalizer_path.is_file() {
+        Some(FittedClassical::load(&normalizer_path)?)
+    } else {
+        None
+    };
+    Ok(ModelBundle {
+        model,
+        normalizer,
+        path: weights.to_path_buf(),
+    })
 }
 
 /// Where a bundle's normalizer is stored: `NAME.normalizer.json` beside `NAME.*`.
@@ -82,8 +91,14 @@ pub fn verify_sha256(path: &Path, expected: &str) -> Result<(), ModelError> {
 
 /// The SHA-256 of a file, as lower-case hex.
 pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
-    let bytes = std::fs::read(path).map_err(|e| ModelError::WeightFile { path: path.to_path_buf(), reason: e.to_string() })?;
-    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
+    let bytes = std::fs::read(path).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
 
 #[cfg(test)]
@@ -101,7 +116,10 @@ mod tests {
         verify_sha256(&p, abc).unwrap();
         std::fs::write(&p, b"abd").unwrap();
         let err = verify_sha256(&p, abc).unwrap_err().to_string();
-        assert!(err.contains("checksum mismatch") && err.contains("w.bin"), "{err}");
+        assert!(
+            err.contains("checksum mismatch") && err.contains("w.bin"),
+            "{err}"
+        );
         assert!(verify_sha256(&dir.join("none.bin"), abc).is_err());
     }
 }

@@ -29,17 +29,6 @@ pub fn peak_memory_bytes() -> Option<u64> {
     Some(kb * 1024)
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn peak_memory_is_reported_on_linux() {
-        if cfg!(target_os = "linux") {
-            let bytes = super::peak_memory_bytes().unwrap();
-            assert!(bytes > 1 << 20, "{bytes}");
-        }
-    }
-}
-
 /// Progress of a training run: a bar with the loss terms when the output is a terminal,
 /// and a plain line every 50 steps otherwise (logs, CI), so a run can be followed either way.
 pub struct TrainingProgress {
@@ -52,7 +41,10 @@ impl TrainingProgress {
     pub fn new(total: usize, first: usize) -> Self {
         let bar = progress_bar(total as u64, "train", true);
         bar.set_position(first as u64);
-        TrainingProgress { bar, recent: Vec::new() }
+        TrainingProgress {
+            bar,
+            recent: Vec::new(),
+        }
     }
 
     /// Records one step.
@@ -67,15 +59,25 @@ impl TrainingProgress {
             .iter()
             .map(|(n, v)| format!("{}={v:.3}", n.trim_start_matches("loss_")))
             .collect();
-        let line = format!("step {} loss {:.4} (mean of last {} {:.4}) {} lr {:.2e} {:.2} s/step", r.step, r.total, self.recent.len(), avg, parts.join(" "), r.lr, r.seconds);
+        let line = format!(
+            "step {} loss {:.4} (mean of last {} {:.4}) {} lr {:.2e} {:.2} s/step",
+            r.step,
+            r.total,
+            self.recent.len(),
+            avg,
+            parts.join(" "),
+            r.lr,
+            r.seconds
+        );
         self.bar.set_position(r.step as u64);
         if self.bar.is_hidden() {
-            if r.step % 50 == 0 {
+            if r.step.is_multiple_of(50) {
                 println!("{line}");
             }
         } else {
-            self.bar.set_message(format!("loss {avg:.3} {}", parts.join(" ")));
-            if r.step % 50 == 0 {
+            self.bar
+                .set_message(format!("loss {avg:.3} {}", parts.join(" ")));
+            if r.step.is_multiple_of(50) {
                 self.bar.println(line);
             }
         }
@@ -84,5 +86,16 @@ impl TrainingProgress {
     /// Closes the bar.
     pub fn finish(&self) {
         self.bar.finish();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn peak_memory_is_reported_on_linux() {
+        if cfg!(target_os = "linux") {
+            let bytes = super::peak_memory_bytes().unwrap();
+            assert!(bytes > 1 << 20, "{bytes}");
+        }
     }
 }

@@ -246,8 +246,14 @@ fn f16_safetensors_round_trip_is_close() {
     assert!(half < 0.6 * full, "{half} vs {full} bytes");
     let loaded = load_model_safetensors(&path, &device).unwrap();
     for ((n, a), (_, b)) in params(&model).into_iter().zip(params(&loaded)) {
-        let a: Vec<f32> = a.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-        let b: Vec<f32> = b.chunks(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
+        let a: Vec<f32> = a
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let b: Vec<f32> = b
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= 1e-3 * x.abs().max(1e-2), "{n}: {x} vs {y}");
         }

@@ -489,11 +489,16 @@ pub fn open_dataset(root: impl AsRef<Path>) -> Result<Vec<SampleInfo>, DataError
     let root = root.as_ref();
     let has = |name: &str| root.join(name).is_dir();
     if has("masks") && !has("labels") && !has("annotations") && !has("Annotations") {
-        let images = first_dir(root, &["images", "Tissue Images"]).ok_or_else(|| DataError::Dataset {
-            dir: root.to_path_buf(),
-            message: "has masks/ but no images/".into(),
-        })?;
-        return Ok(PairedFolderDataset::open(images, root.join("masks"), MaskKind::Auto)?.samples().to_vec());
+        let images =
+            first_dir(root, &["images", "Tissue Images"]).ok_or_else(|| DataError::Dataset {
+                dir: root.to_path_buf(),
+                message: "has masks/ but no images/".into(),
+            })?;
+        return Ok(
+            PairedFolderDataset::open(images, root.join("masks"), MaskKind::Auto)?
+                .samples()
+                .to_vec(),
+        );
     }
     Ok(MonusegDataset::open(root)?.samples().to_vec())
 }

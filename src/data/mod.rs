@@ -18,8 +18,8 @@ pub use augment::{hed_jitter, random_crop};
 pub use components::{connected_components, Connectivity};
 pub(crate) use dataset::files_by_stem;
 pub use dataset::{
-    image_inputs, list_images, open_dataset, KumarSplit, MonusegDataset, Organ, PairedFolderDataset, Sample,
-    SampleInfo, TruthFile, IMAGE_EXTENSIONS, KUMAR_IMAGES,
+    image_inputs, list_images, open_dataset, KumarSplit, MonusegDataset, Organ,
+    PairedFolderDataset, Sample, SampleInfo, TruthFile, IMAGE_EXTENSIONS, KUMAR_IMAGES,
 };
 pub use error::DataError;
 pub use image::RgbImage;

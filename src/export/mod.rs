@@ -92,14 +92,7 @@ impl Nuclei {
     /// Works inside each instance's box (plus one pass over the image to renumber).
     pub fn from_instances(instances: &Instances) -> Self {
         let (w, h) = (instances.width, instances.height);
-        // The order of `Instances::to_label_map`: decreasing score, ties in list order.
-        let mut order: Vec<usize> = (0..instances.items.len()).collect();
-        order.sort_by(|&a, &b| {
-            instances.items[b]
-                .score
-                .total_cmp(&instances.items[a].score)
-                .then(a.cmp(&b))
-        });
+        let order = instances.score_order();
         let mut labels = LabelMap::new(w, h);
         // Paint in increasing score order with provisional ids rank + 1, so that the higher
         // score wins.

@@ -283,9 +283,15 @@ impl Evaluation {
     pub fn grouped(&self, group_of: impl Fn(&str) -> String) -> Vec<(String, DatasetSummary)> {
         let mut groups: std::collections::BTreeMap<String, Vec<ImageMetrics>> = Default::default();
         for img in &self.images {
-            groups.entry(group_of(&img.stem)).or_default().push(img.metrics.clone());
+            groups
+                .entry(group_of(&img.stem))
+                .or_default()
+                .push(img.metrics.clone());
         }
-        let mut out: Vec<(String, DatasetSummary)> = groups.into_iter().map(|(g, m)| (g, DatasetSummary::new(&m))).collect();
+        let mut out: Vec<(String, DatasetSummary)> = groups
+            .into_iter()
+            .map(|(g, m)| (g, DatasetSummary::new(&m)))
+            .collect();
         out.push(("overall".into(), self.summary.clone()));
         out
     }
@@ -326,12 +332,23 @@ pub fn results_table(rows: &[ResultRow]) -> String {
 /// The rows as CSV: `setup,group,images,aggregation,<metric>...` with one line for the mean
 /// of images and one for the pooled values of each row.
 pub fn results_csv(rows: &[ResultRow]) -> String {
-    let names: Vec<&str> = SummaryValues::default().named().iter().map(|(n, _)| *n).collect();
+    let names: Vec<&str> = SummaryValues::default()
+        .named()
+        .iter()
+        .map(|(n, _)| *n)
+        .collect();
     let mut s = format!("setup,group,images,aggregation,{}\n", names.join(","));
     for r in rows {
         for (agg, v) in [("mean", &r.summary.mean), ("pooled", &r.summary.pooled)] {
             let values: Vec<String> = v.named().iter().map(|(_, x)| format!("{x:.6}")).collect();
-            let _ = writeln!(s, "{},{},{},{agg},{}", r.setup, r.group, r.summary.images, values.join(","));
+            let _ = writeln!(
+                s,
+                "{},{},{},{agg},{}",
+                r.setup,
+                r.group,
+                r.summary.images,
+                values.join(",")
+            );
         }
     }
     s

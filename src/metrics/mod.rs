@@ -28,7 +28,8 @@ pub use assignment::max_weight_matching;
 pub use detection::{detection_scores, DetectionScores, MatchCriterion};
 pub use dice::{dice, DiceParts};
 pub use evaluation::{
-    evaluate_folders, evaluate_folders_where, results_csv, results_table, EvaluatedImage, Evaluation, ResultRow,
+    evaluate_folders, evaluate_folders_where, results_csv, results_table, EvaluatedImage,
+    Evaluation, ResultRow,
 };
 pub use overlap::OverlapTable;
 pub use panoptic::{panoptic_quality, PanopticQuality};

@@ -72,14 +72,22 @@ pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> 
 /// inference results change by f16 rounding only.
 pub fn save_model_f16(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
     use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
-    let err = |p: &Path, reason: String| ModelError::WeightFile { path: p.to_path_buf(), reason };
+    let err = |p: &Path, reason: String| ModelError::WeightFile {
+        path: p.to_path_buf(),
+        reason,
+    };
     write_json_atomically(&config_path(path), &model.config)?;
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into());
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
     let tmp = path.with_file_name(format!(".{name}.tmp"));
     let mut store = SafetensorsStore::from_file(&tmp)
         .overwrite(true)
         .with_to_adapter(HalfPrecisionAdapter::new());
-    model.save_into(&mut store).map_err(|e| err(&tmp, e.to_string()))?;
+    model
+        .save_into(&mut store)
+        .map_err(|e| err(&tmp, e.to_string()))?;
     std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
 }
 
@@ -89,18 +97,27 @@ pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, 
     use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
     let cfg_path = config_path(path);
     if !path.is_file() {
-        return Err(ModelError::WeightFile { path: path.to_path_buf(), reason: "no such weight file".into() });
+        return Err(ModelError::WeightFile {
+            path: path.to_path_buf(),
+            reason: "no such weight file".into(),
+        });
     }
     let config = MaskRcnnConfig::load(&cfg_path).map_err(|e| ModelError::WeightFile {
         path: cfg_path.clone(),
         reason: format!("cannot read the model configuration: {e}"),
     })?;
     let mut model = config.init(device)?;
-    let mut store = SafetensorsStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
-    model.load_from(&mut store).map_err(|e| ModelError::WeightFile {
-        path: path.to_path_buf(),
-        reason: format!("weights do not fit the architecture in {}: {e}", cfg_path.display()),
-    })?;
+    let mut store =
+        SafetensorsStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
+    model
+        .load_from(&mut store)
+        .map_err(|e| ModelError::WeightFile {
+            path: path.to_path_buf(),
+            reason: format!(
+                "weights do not fit the architecture in {}: {e}",
+                cfg_path.display()
+            ),
+        })?;
     Ok(model)
 }
 

@@ -130,15 +130,21 @@ impl TrainingImage {
             .iter()
             .map(|info| {
                 let sample = info.load()?;
-                let labels = sample.labels.ok_or_else(|| crate::data::DataError::Dataset {
-                    dir: info.image.clone(),
-                    message: "training needs ground truth".into(),
-                })?;
+                let labels = sample
+                    .labels
+                    .ok_or_else(|| crate::data::DataError::Dataset {
+                        dir: info.image.clone(),
+                        message: "training needs ground truth".into(),
+                    })?;
                 let image = match normalizer {
                     Some(n) => n.transform(&sample.image)?,
                     None => sample.image,
                 };
-                Ok(TrainingImage { id: info.id.clone(), image, labels })
+                Ok(TrainingImage {
+                    id: info.id.clone(),
+                    image,
+                    labels,
+                })
             })
             .collect()
     }

@@ -330,79 +330,6 @@ pub fn parameter_paths<M: Module>(module: &M) -> Vec<(String, Vec<usize>)> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn apply(remaps: &[(String, String)], key: &str) -> String {
-        let remapper = KeyRemapper::from_patterns(remaps.to_vec()).unwrap();
-        renamed_keys(&remapper, &[key.to_string()])
-            .unwrap()
-            .into_keys()
-            .next()
-            .unwrap()
-    }
-
-    #[test]
-    fn maskrcnn_backbone_keys_map_onto_body_and_fpn() {
-        let bare = maskrcnn_backbone_remaps("", "");
-        assert_eq!(
-            apply(&bare, "backbone.body.layer1.0.downsample.1.running_var"),
-            "layer1.0.downsample.1.running_var"
-        );
-        assert_eq!(apply(&bare, "backbone.body.conv1.weight"), "conv1.weight");
-        assert_eq!(
-            apply(&bare, "backbone.fpn.inner_blocks.3.0.weight"),
-            "inner_blocks.3.weight"
-        );
-        assert_eq!(
-            apply(&bare, "backbone.fpn.layer_blocks.2.bias"),
-            "layer_blocks.2.bias"
-        );
-        assert_eq!(
-            apply(&bare, "rpn.head.conv.0.0.weight"),
-            "rpn.head.conv.0.0.weight"
-        );
-
-        let nested = maskrcnn_backbone_remaps("backbone.body.", "backbone.fpn.");
-        assert_eq!(
-            apply(&nested, "backbone.fpn.inner_blocks.0.0.bias"),
-            "backbone.fpn.inner_blocks.0.bias"
-        );
-        assert_eq!(
-            apply(&nested, "backbone.body.layer4.2.conv3.weight"),
-            "backbone.body.layer4.2.conv3.weight"
-        );
-
-        let imagenet = resnet_remaps("", "backbone.body.");
-        assert_eq!(
-            apply(&imagenet, "layer3.5.bn2.bias"),
-            "backbone.body.layer3.5.bn2.bias"
-        );
-        assert_eq!(apply(&imagenet, "fc.weight"), "fc.weight");
-    }
-
-    #[test]
-    fn colliding_remaps_are_an_error() {
-        let remapper = KeyRemapper::from_patterns(vec![(r"^old\.", "")]).unwrap();
-        let keys = ["old.conv1.weight".to_string(), "conv1.weight".to_string()];
-        let err = renamed_keys(&remapper, &keys).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("old.conv1.weight") && msg.contains("`conv1.weight`"),
-            "{msg}"
-        );
-    }
-
-    #[test]
-    fn ignorable_keys() {
-        assert!(is_ignored_key("bn1.num_batches_tracked"));
-        assert!(is_ignored_key("fc.bias"));
-        assert!(!is_ignored_key("roi_heads.box_head.fc6.weight"));
-        assert!(!is_ignored_key("layer1.0.conv1.weight"));
-    }
-}
-
 /// The remaps from torchvision's `maskrcnn_resnet50_fpn` (v1 and v2) `state_dict` keys to
 /// [`MaskRcnn`](super::mask_rcnn::MaskRcnn)'s parameters:
 ///
@@ -507,4 +434,77 @@ pub fn load_imagenet_backbone(
     path: &Path,
 ) -> Result<(super::mask_rcnn::MaskRcnn, LoadReport), ModelError> {
     load_safetensors(model, path, &resnet_remaps("", "backbone."), false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn apply(remaps: &[(String, String)], key: &str) -> String {
+        let remapper = KeyRemapper::from_patterns(remaps.to_vec()).unwrap();
+        renamed_keys(&remapper, &[key.to_string()])
+            .unwrap()
+            .into_keys()
+            .next()
+            .unwrap()
+    }
+
+    #[test]
+    fn maskrcnn_backbone_keys_map_onto_body_and_fpn() {
+        let bare = maskrcnn_backbone_remaps("", "");
+        assert_eq!(
+            apply(&bare, "backbone.body.layer1.0.downsample.1.running_var"),
+            "layer1.0.downsample.1.running_var"
+        );
+        assert_eq!(apply(&bare, "backbone.body.conv1.weight"), "conv1.weight");
+        assert_eq!(
+            apply(&bare, "backbone.fpn.inner_blocks.3.0.weight"),
+            "inner_blocks.3.weight"
+        );
+        assert_eq!(
+            apply(&bare, "backbone.fpn.layer_blocks.2.bias"),
+            "layer_blocks.2.bias"
+        );
+        assert_eq!(
+            apply(&bare, "rpn.head.conv.0.0.weight"),
+            "rpn.head.conv.0.0.weight"
+        );
+
+        let nested = maskrcnn_backbone_remaps("backbone.body.", "backbone.fpn.");
+        assert_eq!(
+            apply(&nested, "backbone.fpn.inner_blocks.0.0.bias"),
+            "backbone.fpn.inner_blocks.0.bias"
+        );
+        assert_eq!(
+            apply(&nested, "backbone.body.layer4.2.conv3.weight"),
+            "backbone.body.layer4.2.conv3.weight"
+        );
+
+        let imagenet = resnet_remaps("", "backbone.body.");
+        assert_eq!(
+            apply(&imagenet, "layer3.5.bn2.bias"),
+            "backbone.body.layer3.5.bn2.bias"
+        );
+        assert_eq!(apply(&imagenet, "fc.weight"), "fc.weight");
+    }
+
+    #[test]
+    fn colliding_remaps_are_an_error() {
+        let remapper = KeyRemapper::from_patterns(vec![(r"^old\.", "")]).unwrap();
+        let keys = ["old.conv1.weight".to_string(), "conv1.weight".to_string()];
+        let err = renamed_keys(&remapper, &keys).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("old.conv1.weight") && msg.contains("`conv1.weight`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn ignorable_keys() {
+        assert!(is_ignored_key("bn1.num_batches_tracked"));
+        assert!(is_ignored_key("fc.bias"));
+        assert!(!is_ignored_key("roi_heads.box_head.fc6.weight"));
+        assert!(!is_ignored_key("layer1.0.conv1.weight"));
+    }
 }
