@@ -50,34 +50,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse() {
-        Ok(args) => args,
-        // --help and --version.
-        Err(e) if !e.use_stderr() => {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(e) => {
-            let message = e.to_string();
-            let first = message.lines().next().unwrap_or("invalid arguments");
-            eprintln!(
-                "{}",
-                if first.starts_with("error:") {
-                    first.to_string()
-                } else {
-                    format!("error: {first}")
-                }
-            );
-            return ExitCode::FAILURE;
-        }
-    };
-    match run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    nucseg::cli::exit_code(run(Args::parse()))
 }
 
 fn normalizer(args: &Args) -> nucseg::Result<Box<dyn StainNormalizer>> {

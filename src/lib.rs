@@ -25,6 +25,7 @@
 
 pub mod backend;
 pub mod baseline;
+pub mod cli;
 pub mod data;
 mod error;
 pub mod export;

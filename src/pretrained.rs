@@ -14,8 +14,12 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     backend::Device,
+    data::read_rgb,
     model::{load_any, MaskRcnn, ModelError},
-    stain::FittedClassical,
+    stain::{
+        fit_classical, Dcgmm, DcgmmNormalizer, DcgmmTemplate, FittedClassical, NormalizerKind,
+        StainError, StainNormalizer,
+    },
 };
 
 /// File stem of the shipped model.
@@ -36,6 +40,68 @@ pub struct ModelBundle {
     /// The weight file.
     pub path: PathBuf,
 }
+
+/// Which stain normalization to put in front of a model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum NormalizerChoice {
+    /// The one the model was trained with (its `.normalizer.json`), or none.
+    #[default]
+    Bundled,
+    /// A named method, fitted to `template` (Macenko and Reinhard need one; DCGMM uses its
+    /// model's saved template unless one is given).
+    Method(NormalizerKind),
+}
+
+impl std::str::FromStr for NormalizerChoice {
+    type Err = StainError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "model" | "bundled" | "default" => Ok(NormalizerChoice::Bundled),
+            other => Ok(NormalizerChoice::Method(other.parse()?)),
+        }
+    }
+}
+
+impl ModelBundle {
+    /// The stain normalizer for `choice`: the bundle's own, or `kind` fitted to `template`.
+    /// DCGMM loads the network at `dcgmm_model` (default: `models/dcgmm-kumar.bpk`) on
+    /// `device`, with that model's template (`.template.json`) unless `template` is given.
+    pub fn normalizer_for(
+        &self,
+        choice: &NormalizerChoice,
+        template: Option<&Path>,
+        dcgmm_model: Option<&Path>,
+        device: &Device,
+    ) -> crate::Result<Option<Box<dyn StainNormalizer>>> {
+        Ok(match choice {
+            NormalizerChoice::Bundled => self
+                .normalizer
+                .clone()
+                .map(|n| Box::new(n) as Box<dyn StainNormalizer>),
+            NormalizerChoice::Method(NormalizerKind::Dcgmm) => {
+                let path = dcgmm_model
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| default_model_dir().join(DEFAULT_DCGMM_NAME));
+                let model = Dcgmm::load(&path, device)?;
+                let template = match template {
+                    Some(t) => model.fit_template(&read_rgb(t)?)?,
+                    None => DcgmmTemplate::load(path.with_extension("template.json"))?,
+                };
+                Some(Box::new(
+                    DcgmmNormalizer::new(model, device).with_template(template),
+                ))
+            }
+            NormalizerChoice::Method(kind) => {
+                fit_classical(*kind, template)?.map(|n| Box::new(n) as Box<dyn StainNormalizer>)
+            }
+        })
+    }
+}
+
+/// File name of the shipped DCGMM normalizer (its `.json` configuration and
+/// `.template.json` template sit beside it).
+pub const DEFAULT_DCGMM_NAME: &str = "dcgmm-kumar.bpk";
 
 /// The folder holding the shipped model: `$NUCSEG_MODEL_DIR`, else `models/` of this
 /// crate's source tree.

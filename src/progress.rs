@@ -83,6 +83,15 @@ impl TrainingProgress {
         }
     }
 
+    /// Prints a line (e.g. a validation result) without breaking the bar.
+    pub fn note(&self, line: &str) {
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
     /// Closes the bar.
     pub fn finish(&self) {
         self.bar.finish();

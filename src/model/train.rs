@@ -368,6 +368,24 @@ impl MaskRcnnTrainer {
         })
     }
 
+    /// Scores the current model on annotated images: each image through
+    /// [`Pipeline`](crate::pipeline::Pipeline) without test-time augmentation (500 px tiles),
+    /// normalized by `normalizer` when given.
+    pub fn validate(
+        &self,
+        samples: &[crate::data::SampleInfo],
+        normalizer: Option<Box<dyn crate::stain::StainNormalizer>>,
+    ) -> crate::Result<crate::metrics::Evaluation> {
+        use crate::pipeline::{Pipeline, PipelineConfig};
+        let model = self.model.valid();
+        let config = PipelineConfig::preset(if normalizer.is_some() {
+            "NucSeg-P"
+        } else {
+            "NucSeg-NP"
+        })?;
+        Pipeline::new(config, &model, normalizer)?.evaluate(samples, None, |_, _, _, _| {})
+    }
+
     /// Trains until `config.steps`, calling `on_step` after each step, and writes a final
     /// checkpoint.
     pub fn train(

@@ -1,0 +1,147 @@
+//! Segments nuclei in H&E images with the trained model and writes outputs other tools
+//! read: a label map, an outline overlay, GeoJSON outlines (QuPath: File › Import objects)
+//! and a CSV of per-nucleus measurements.
+//!
+//! ```text
+//! cargo run --example segment                      # the bundled sample → ./nucseg-out/
+//! cargo run --release --example segment -- slide1.tif more-tiles/ --out results --tta d4
+//! cargo run --release --example segment -- tile.png --truth tile_labels.png   # + comparison overlay
+//! ```
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use clap::Parser;
+use nucseg::{
+    backend::BackendKind,
+    cli::{exit_code, truth_for},
+    data::{image_inputs, read_rgb},
+    export::write_all,
+    output::{stem, OutputDir},
+    pipeline::{Pipeline, PipelineConfig},
+    postprocess::{TilerConfig, TtaSet},
+    pretrained::{default_model, load_bundle, NormalizerChoice},
+    progress::progress_bar,
+};
+
+#[derive(Parser)]
+#[command(about = "Segment nuclei in H&E images (label map, overlay, GeoJSON, CSV per image)")]
+struct Args {
+    /// Images or folders of images (PNG, JPEG, TIFF); default: the bundled sample tile.
+    images: Vec<PathBuf>,
+    /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Stain normalization: model (the one the model was trained with), dcgmm, macenko,
+    /// reinhard or none.
+    #[arg(long, default_value = "model")]
+    normalize: NormalizerChoice,
+    /// Template image for --normalize macenko / reinhard (and dcgmm, instead of its own).
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
+    #[arg(long)]
+    dcgmm_model: Option<PathBuf>,
+    /// Test-time augmentation: none, paper (7 views) or d4 (all 8 flips/rotations).
+    #[arg(long, default_value = "paper")]
+    tta: TtaSet,
+    /// Tile side for large images (px).
+    #[arg(long, default_value_t = 500)]
+    tile: u32,
+    /// Overlap between neighbouring tiles (px).
+    #[arg(long, default_value_t = 250)]
+    overlap: u32,
+    /// Drop nuclei scored below this.
+    #[arg(long, default_value_t = 0.5)]
+    min_score: f32,
+    /// Ground truth: a label map or MoNuSeg XML, or a folder of them named like the images;
+    /// adds a true/false positive comparison overlay.
+    #[arg(long)]
+    truth: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "nucseg-out")]
+    out: PathBuf,
+    /// Replace existing outputs.
+    #[arg(long)]
+    overwrite: bool,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
+}
+
+fn main() -> ExitCode {
+    exit_code(run(Args::parse()))
+}
+
+fn run(args: Args) -> nucseg::Result<()> {
+    let images = if args.images.is_empty() {
+        vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png")]
+    } else {
+        args.images
+            .iter()
+            .map(image_inputs)
+            .collect::<Result<Vec<_>, _>>()?
+            .concat()
+    };
+    let out = OutputDir::create(&args.out, args.overwrite)?;
+    let device = args.device.device()?;
+    let bundle = match &args.model {
+        Some(path) => load_bundle(path, &device)?,
+        None => default_model(&device)?,
+    };
+    let normalizer = bundle.normalizer_for(
+        &args.normalize,
+        args.template.as_deref(),
+        args.dcgmm_model.as_deref(),
+        &device,
+    )?;
+    let config = PipelineConfig::new()
+        .with_tta(PipelineConfig::new().tta.with_set(args.tta))
+        .with_tiling(
+            TilerConfig::new()
+                .with_tile_size(args.tile)
+                .with_stride(args.tile.saturating_sub(args.overlap)),
+        )
+        .with_min_score(args.min_score);
+    let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
+    println!(
+        "model {} · normalization {} · TTA {} · {} image(s) → {}",
+        bundle.path.display(),
+        pipeline.normalizer_name(),
+        args.tta.name(),
+        images.len(),
+        out.path().display()
+    );
+    let bar = progress_bar(images.len() as u64, "images", true);
+    let (start, mut nuclei) = (Instant::now(), 0);
+    for path in &images {
+        let image = read_rgb(path)?;
+        let truth = match &args.truth {
+            Some(t) => truth_for(t, path)?
+                .map(|t| t.read(image.dimensions()))
+                .transpose()?,
+            None => None,
+        };
+        let result = pipeline.run_with_progress(&image, |done, total| {
+            bar.set_message(format!("{}: tile {done}/{total}", stem(path)))
+        })?;
+        let files = write_all(&out, &stem(path), &image, &result.instances, truth.as_ref())?;
+        nuclei += files.count;
+        bar.println(format!(
+            "{}: {} nuclei → {}",
+            path.display(),
+            files.count,
+            files.labels.display()
+        ));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "{} nuclei in {} image(s), {:.1} s per image; outputs in {}",
+        nuclei,
+        images.len(),
+        start.elapsed().as_secs_f64() / images.len() as f64,
+        out.path().display()
+    );
+    Ok(())
+}
