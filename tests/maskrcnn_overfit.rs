@@ -55,7 +55,8 @@ fn tiny_mask_rcnn_overfits_one_image() {
     let config = MaskRcnnTrainingConfig::new()
         .with_lr(0.02)
         .with_warmup_steps(20)
-        .with_steps(150)
+        .with_steps(300)
+        .with_lr_steps(vec![240])
         .with_batch_size(1)
         .with_crop_size(128)
         .with_stain_jitter(0.0)
@@ -74,6 +75,9 @@ fn tiny_mask_rcnn_overfits_one_image() {
 
     let model = trainer.into_model();
     let mut found = model.predict(&[&image]).pop().unwrap();
+    let mut scores: Vec<f32> = found.items.iter().map(|i| i.score).collect();
+    scores.sort_by(|a, b| b.total_cmp(a));
+    eprintln!("scores {:?}", &scores[..scores.len().min(15)]);
     found.items.retain(|i| i.score >= 0.5);
     let m = ImageMetrics::compute(&labels, &found.to_label_map()).unwrap();
     eprintln!(
