@@ -18,10 +18,9 @@ use nucseg::{
     backend::BackendKind,
     data::{KumarSplit, MonusegDataset},
     metrics::{evaluate_folders_where, results_csv, results_table, ResultRow},
-    pipeline::{Pipeline, PipelineConfig},
+    pipeline::PipelineConfig,
     pretrained::{default_model, load_bundle},
     progress::progress_bar,
-    stain::StainNormalizer,
 };
 
 #[derive(Parser)]

@@ -16,6 +16,7 @@ use crate::{
     backend::Device,
     data::read_rgb,
     model::{load_any, MaskRcnn, ModelError},
+    pipeline::{Pipeline, PipelineConfig},
     stain::{
         fit_classical, Dcgmm, DcgmmNormalizer, DcgmmTemplate, FittedClassical, NormalizerKind,
         StainError, StainNormalizer,
@@ -64,6 +65,13 @@ impl std::str::FromStr for NormalizerChoice {
 }
 
 impl ModelBundle {
+    /// A [`Pipeline`] around this model with its own normalizer (see
+    /// [`PipelineConfig::preset`] for the paper's setups).
+    pub fn pipeline(&self, config: PipelineConfig) -> crate::Result<Pipeline<&MaskRcnn>> {
+        let normalizer = self.normalizer.clone().map(|n| Box::new(n) as Box<dyn StainNormalizer>);
+        Pipeline::new(config, &self.model, normalizer)
+    }
+
     /// The stain normalizer for `choice`: the bundle's own, or `kind` fitted to `template`.
     /// DCGMM loads the network at `dcgmm_model` (default: `models/dcgmm-kumar.bpk`) on
     /// `device`, with that model's template (`.template.json`) unless `template` is given.
