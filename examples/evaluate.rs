@@ -102,12 +102,7 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut rows = Vec::new();
     for setup in setups {
-        let config = PipelineConfig::preset(setup)?;
-        let normalizer = bundle
-            .normalizer
-            .clone()
-            .map(|n| Box::new(n) as Box<dyn StainNormalizer>);
-        let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
+        let pipeline = bundle.pipeline(PipelineConfig::preset(setup)?)?;
         let bar = progress_bar(samples.len() as u64, setup, true);
         let evaluation = pipeline.evaluate(&samples, None, |done, _, _, _| {
             bar.set_position(done as u64)
