@@ -68,7 +68,10 @@ impl ModelBundle {
     /// A [`Pipeline`] around this model with its own normalizer (see
     /// [`PipelineConfig::preset`] for the paper's setups).
     pub fn pipeline(&self, config: PipelineConfig) -> crate::Result<Pipeline<&MaskRcnn>> {
-        let normalizer = self.normalizer.clone().map(|n| Box::new(n) as Box<dyn StainNormalizer>);
+        let normalizer = self
+            .normalizer
+            .clone()
+            .map(|n| Box::new(n) as Box<dyn StainNormalizer>);
         Pipeline::new(config, &self.model, normalizer)
     }
 

@@ -259,3 +259,54 @@ fn f16_safetensors_round_trip_is_close() {
         }
     }
 }
+
+#[test]
+fn diverging_training_stops_with_the_last_good_checkpoint() {
+    use nucseg::model::TrainError;
+    let device = Device::flex();
+    device.seed(3);
+    let (image, labels) = tile(64, 64);
+    let data = vec![TrainingImage {
+        id: "t".into(),
+        image,
+        labels,
+    }];
+    let dir = common::tmp_dir("diverge");
+    let config = MaskRcnnTrainingConfig::new()
+        .with_batch_size(1)
+        .with_crop_size(64)
+        .with_steps(20)
+        .with_warmup_steps(0)
+        .with_lr(1e9)
+        .with_grad_clip_norm(None)
+        .with_checkpoint_every(1);
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut trainer = MaskRcnnTrainer::new(model, config, &device, Some(dir.clone())).unwrap();
+    let err = trainer.train(&data, |_| {}).unwrap_err();
+    let TrainError::NonFinite {
+        step, checkpoint, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert!(*step >= 2, "the first step starts from finite weights");
+    assert_eq!(
+        trainer.step(),
+        step - 1,
+        "the failing step did not update the model"
+    );
+    let latest = std::fs::read_to_string(dir.join("latest")).unwrap();
+    assert!(
+        checkpoint.ends_with(latest.trim()),
+        "{checkpoint} vs {latest}"
+    );
+    assert!(err.to_string().contains("non-finite loss"), "{err}");
+    // The last good checkpoint loads and resumes.
+    let resumed = MaskRcnnTrainer::resume(
+        MaskRcnnTrainingConfig::new().with_crop_size(64),
+        &device,
+        dir,
+    )
+    .unwrap();
+    assert_eq!(resumed.step(), step - 1);
+}
