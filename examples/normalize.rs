@@ -13,15 +13,12 @@
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
-use image::{imageops, RgbImage};
 use nucseg::{
     backend::BackendKind,
     data::{image_inputs, read_rgb, write_rgb_png},
+    export::side_by_side,
     output::{stem, OutputDir},
-    stain::{
-        Dcgmm, DcgmmNormalizer, DcgmmTemplate, IdentityNormalizer, Macenko, NormalizerKind,
-        Reinhard, StainError, StainNormalizer,
-    },
+    stain::{build_normalizer, IdentityNormalizer, NormalizerKind},
 };
 
 #[derive(Parser)]
@@ -53,40 +50,16 @@ fn main() -> ExitCode {
     nucseg::cli::exit_code(run(Args::parse()))
 }
 
-fn normalizer(args: &Args) -> nucseg::Result<Box<dyn StainNormalizer>> {
-    let is_json = args.template.extension().is_some_and(|e| e == "json");
-    let mut n: Box<dyn StainNormalizer> = match args.method {
-        NormalizerKind::Reinhard => Box::new(Reinhard::default()),
-        NormalizerKind::Macenko => Box::new(Macenko::default()),
-        NormalizerKind::None => Box::new(IdentityNormalizer),
-        NormalizerKind::Dcgmm => {
-            let path = args.model.as_ref().ok_or_else(|| {
-                StainError::Config("--method dcgmm needs --model <file.bpk>".into())
-            })?;
-            let device = args.device.device()?;
-            let n = DcgmmNormalizer::new(Dcgmm::load(path, &device)?, &device);
-            if is_json {
-                return Ok(Box::new(
-                    n.with_template(DcgmmTemplate::load(&args.template)?),
-                ));
-            }
-            Box::new(n)
-        }
-    };
-    if is_json {
-        return Err(StainError::Config(format!(
-            "a template .json is only for --method dcgmm, not {}",
-            args.method
-        ))
-        .into());
-    }
-    n.fit(&read_rgb(&args.template)?)?;
-    Ok(n)
-}
-
 fn run(args: Args) -> nucseg::Result<()> {
     let inputs = image_inputs(&args.input)?;
-    let normalizer = normalizer(&args)?;
+    let device = args.device.device()?;
+    let normalizer = build_normalizer(
+        args.method,
+        Some(&args.template),
+        args.model.as_deref(),
+        &device,
+    )?
+    .unwrap_or_else(|| Box::new(IdentityNormalizer));
     let out = OutputDir::create(&args.out, args.overwrite)?;
     for (i, path) in inputs.iter().enumerate() {
         let t = Instant::now();
@@ -108,14 +81,4 @@ fn run(args: Args) -> nucseg::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `before | after`, with an 8-pixel white gap.
-fn side_by_side(before: &RgbImage, after: &RgbImage) -> RgbImage {
-    const GAP: u32 = 8;
-    let (w, h) = before.dimensions();
-    let mut canvas = RgbImage::from_pixel(2 * w + GAP, h, image::Rgb([255, 255, 255]));
-    imageops::replace(&mut canvas, before, 0, 0);
-    imageops::replace(&mut canvas, after, (w + GAP) as i64, 0);
-    canvas
 }

@@ -14,13 +14,9 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     backend::Device,
-    data::read_rgb,
     model::{load_any, MaskRcnn, ModelError},
     pipeline::{Pipeline, PipelineConfig},
-    stain::{
-        fit_classical, Dcgmm, DcgmmNormalizer, DcgmmTemplate, FittedClassical, NormalizerKind,
-        StainError, StainNormalizer,
-    },
+    stain::{build_normalizer, FittedClassical, NormalizerKind, StainError, StainNormalizer},
 };
 
 /// File stem of the shipped model.
@@ -90,21 +86,14 @@ impl ModelBundle {
                 .normalizer
                 .clone()
                 .map(|n| Box::new(n) as Box<dyn StainNormalizer>),
-            NormalizerChoice::Method(NormalizerKind::Dcgmm) => {
-                let path = dcgmm_model
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| default_model_dir().join(DEFAULT_DCGMM_NAME));
-                let model = Dcgmm::load(&path, device)?;
-                let template = match template {
-                    Some(t) => model.fit_template(&read_rgb(t)?)?,
-                    None => DcgmmTemplate::load(path.with_extension("template.json"))?,
-                };
-                Some(Box::new(
-                    DcgmmNormalizer::new(model, device).with_template(template),
-                ))
-            }
             NormalizerChoice::Method(kind) => {
-                fit_classical(*kind, template)?.map(|n| Box::new(n) as Box<dyn StainNormalizer>)
+                let default_dcgmm = default_model_dir().join(DEFAULT_DCGMM_NAME);
+                build_normalizer(
+                    *kind,
+                    template,
+                    Some(dcgmm_model.unwrap_or(&default_dcgmm)),
+                    device,
+                )?
             }
         })
     }

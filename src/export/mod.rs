@@ -57,7 +57,7 @@ pub use geojson::{feature_collection, GeoJsonConfig};
 pub use measurements::{measure_nuclei, measure_nucleus, measurements_csv, NucleusMeasurements};
 pub use overlay::{
     comparison_overlay, comparison_overlay_with, instance_outline_overlay, outline_overlay,
-    OverlayConfig,
+    side_by_side, OverlayConfig,
 };
 
 /// One nucleus of a label map: its id there, its pixels and its detector score.

@@ -189,6 +189,18 @@ fn draw_label_outlines(out: &mut RgbImage, labels: &LabelMap, color: [u8; 3]) {
     }
 }
 
+/// `before | after` side by side, with an 8-pixel white gap (e.g. a stain-normalized image
+/// next to its original).
+pub fn side_by_side(before: &RgbImage, after: &RgbImage) -> RgbImage {
+    const GAP: u32 = 8;
+    let (w, h) = before.dimensions();
+    let (w2, h2) = after.dimensions();
+    let mut canvas = RgbImage::from_pixel(w + GAP + w2, h.max(h2), image::Rgb([255, 255, 255]));
+    image::imageops::replace(&mut canvas, before, 0, 0);
+    image::imageops::replace(&mut canvas, after, (w + GAP) as i64, 0);
+    canvas
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

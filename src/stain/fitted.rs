@@ -121,3 +121,38 @@ impl StainNormalizer for FittedClassical {
         }
     }
 }
+
+/// Builds the normalizer `kind` for use on images (`None` for [`NormalizerKind::None`]):
+/// Macenko and Reinhard are fitted to the template image at `template`; DCGMM loads the
+/// network at `dcgmm_model` on `device` and takes its template from `template` (an image
+/// to fit, or a template `.json`) or, without one, from the `.template.json` saved beside
+/// the network.
+pub fn build_normalizer(
+    kind: NormalizerKind,
+    template: Option<&Path>,
+    dcgmm_model: Option<&Path>,
+    device: &crate::backend::Device,
+) -> crate::Result<Option<Box<dyn StainNormalizer>>> {
+    use super::{Dcgmm, DcgmmNormalizer, DcgmmTemplate};
+    let is_json = template.is_some_and(|t| t.extension().is_some_and(|e| e == "json"));
+    if kind != NormalizerKind::Dcgmm && is_json {
+        return Err(
+            StainError::Config(format!("a template .json is only for dcgmm, not {kind}")).into(),
+        );
+    }
+    if kind != NormalizerKind::Dcgmm {
+        return Ok(fit_classical(kind, template)?.map(|n| Box::new(n) as Box<dyn StainNormalizer>));
+    }
+    let path = dcgmm_model.ok_or_else(|| {
+        StainError::Config("dcgmm needs a trained model (.bpk with its .json)".into())
+    })?;
+    let model = Dcgmm::load(path, device)?;
+    let template = match template {
+        Some(t) if is_json => DcgmmTemplate::load(t)?,
+        Some(t) => model.fit_template(&read_rgb(t)?)?,
+        None => DcgmmTemplate::load(path.with_extension("template.json"))?,
+    };
+    Ok(Some(Box::new(
+        DcgmmNormalizer::new(model, device).with_template(template),
+    )))
+}

@@ -39,7 +39,7 @@ pub use dcgmm::{
     ClusterPurity, Dcgmm, DcgmmConfig, DcgmmNormalizer, DcgmmOutput, DcgmmTemplate, TILE_MARGIN,
 };
 pub use error::StainError;
-pub use fitted::{fit_classical, FittedClassical};
+pub use fitted::{build_normalizer, fit_classical, FittedClassical};
 pub use macenko::{Macenko, MacenkoConfig, MacenkoStains};
 pub use mixture::{
     m_step, negative_log_likelihood, sufficient_statistics, CovarianceKind, GaussianMixture,
