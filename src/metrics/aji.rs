@@ -140,4 +140,26 @@ mod tests {
         assert_eq!(aji_plus(&e, &one).unwrap(), 0.0);
         assert_eq!(aji(&one, &one).unwrap(), 1.0);
     }
+
+    #[test]
+    fn equal_iou_ties_do_not_depend_on_ids() {
+        // One 10-px nucleus; prediction A covers 1 px of it (IoU 1/10), prediction B covers
+        // 2 px and 10 px outside (IoU 2/20): an exact tie whose two pairings give different
+        // AJI+ (1/22 with A, 2/21 with B). Swapping the ids must not change the choice.
+        let t = LabelMap::from_fn(30, 1, |x, _| (x < 10) as u32);
+        let pred = |a: u32, b: u32| {
+            LabelMap::from_fn(30, 1, |x, _| match x {
+                0 => a,
+                8..=19 => b,
+                _ => 0,
+            })
+        };
+        let (x, y) = (
+            aji_plus(&t, &pred(1, 2)).unwrap(),
+            aji_plus(&t, &pred(2, 1)).unwrap(),
+        );
+        assert_eq!(x, y);
+        assert!([1.0 / 22.0, 2.0 / 21.0].contains(&x), "{x}");
+        assert_eq!(aji(&t, &pred(1, 2)).unwrap(), aji(&t, &pred(7, 3)).unwrap());
+    }
 }

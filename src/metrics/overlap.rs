@@ -8,13 +8,16 @@ use crate::data::LabelMap;
 
 /// Pixel overlaps between the instances of a truth and a prediction label map.
 ///
-/// Instances are indexed `0..n` in increasing order of their ids (index `i` of
-/// [`true_ids`](Self::true_ids) is true nucleus `i`). Only overlapping pairs are stored.
+/// Instances are indexed `0..n` in raster order of their first pixel (index `i` of
+/// [`true_ids`](Self::true_ids) is true nucleus `i`), not by id: every tie-break downstream
+/// (AJI's first-best prediction, AJI+'s and the detection matching's equal-weight
+/// assignments) then depends on the geometry only, so all metrics are invariant under
+/// relabelling. Only overlapping pairs are stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OverlapTable {
-    /// Truth ids, ascending.
+    /// Truth ids, in raster order of their first pixel.
     pub true_ids: Vec<u32>,
-    /// Prediction ids, ascending.
+    /// Prediction ids, in raster order of their first pixel.
     pub pred_ids: Vec<u32>,
     /// Pixel count of each true nucleus.
     pub true_area: Vec<u64>,
@@ -57,7 +60,11 @@ impl OverlapTable {
                 pred: pred.dimensions(),
             });
         }
-        let mut counts: HashMap<u64, u64, BuildHasherDefault<PairHasher>> = HashMap::default();
+        type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<PairHasher>>;
+        let mut counts: FastMap<u64, u64> = HashMap::default();
+        // First pixel of every id: a first appearance is always the first run of a new pair.
+        let (mut true_first, mut pred_first): (FastMap<u32, usize>, FastMap<u32, usize>) =
+            Default::default();
         let (t, p) = (truth.as_slice(), pred.as_slice());
         let mut i = 0;
         while i < t.len() {
@@ -68,32 +75,34 @@ impl OverlapTable {
                 i += 1;
             }
             if a != 0 || b != 0 {
-                *counts.entry(((a as u64) << 32) | b as u64).or_insert(0) += (i - start) as u64;
+                let count = counts.entry(((a as u64) << 32) | b as u64).or_insert_with(|| {
+                    if a != 0 {
+                        true_first.entry(a).or_insert(start);
+                    }
+                    if b != 0 {
+                        pred_first.entry(b).or_insert(start);
+                    }
+                    0
+                });
+                *count += (i - start) as u64;
             }
         }
-        let mut true_ids: Vec<u32> = Vec::new();
-        let mut pred_ids: Vec<u32> = Vec::new();
-        for &key in counts.keys() {
-            let (a, b) = ((key >> 32) as u32, key as u32);
-            if a != 0 {
-                true_ids.push(a);
-            }
-            if b != 0 {
-                pred_ids.push(b);
-            }
-        }
-        true_ids.sort_unstable();
-        true_ids.dedup();
-        pred_ids.sort_unstable();
-        pred_ids.dedup();
+        let raster_order = |first: &FastMap<u32, usize>| -> (Vec<u32>, FastMap<u32, usize>) {
+            let mut ids: Vec<(usize, u32)> = first.iter().map(|(&id, &pos)| (pos, id)).collect();
+            ids.sort_unstable();
+            let index = ids.iter().enumerate().map(|(k, &(_, id))| (id, k)).collect();
+            (ids.into_iter().map(|(_, id)| id).collect(), index)
+        };
+        let (true_ids, true_index) = raster_order(&true_first);
+        let (pred_ids, pred_index) = raster_order(&pred_first);
         let mut true_area = vec![0u64; true_ids.len()];
         let mut pred_area = vec![0u64; pred_ids.len()];
         let mut pairs = Vec::new();
         let mut foreground_intersection = 0;
         for (&key, &n) in &counts {
             let (a, b) = ((key >> 32) as u32, key as u32);
-            let ti = (a != 0).then(|| true_ids.binary_search(&a).expect("id listed"));
-            let pi = (b != 0).then(|| pred_ids.binary_search(&b).expect("id listed"));
+            let ti = (a != 0).then(|| true_index[&a]);
+            let pi = (b != 0).then(|| pred_index[&b]);
             if let Some(ti) = ti {
                 true_area[ti] += n;
             }
@@ -151,14 +160,15 @@ mod tests {
         let t = LabelMap::from_vec(4, 2, vec![7, 7, 0, 3, 7, 0, 0, 3]).unwrap();
         let p = LabelMap::from_vec(4, 2, vec![0, 100, 100, 100, 9, 9, 0, 0]).unwrap();
         let table = OverlapTable::new(&t, &p).unwrap();
-        assert_eq!(table.true_ids, vec![3, 7]);
-        assert_eq!(table.pred_ids, vec![9, 100]);
-        assert_eq!(table.true_area, vec![2, 3]);
-        assert_eq!(table.pred_area, vec![2, 3]);
-        // (3,100): 1 px; (7,9): 1 px; (7,100): 1 px.
-        assert_eq!(table.pairs, vec![(0, 1, 1), (1, 0, 1), (1, 1, 1)]);
+        // Indexed in raster order of the first pixel, not by id.
+        assert_eq!(table.true_ids, vec![7, 3]);
+        assert_eq!(table.pred_ids, vec![100, 9]);
+        assert_eq!(table.true_area, vec![3, 2]);
+        assert_eq!(table.pred_area, vec![3, 2]);
+        // (7,100): 1 px; (7,9): 1 px; (3,100): 1 px.
+        assert_eq!(table.pairs, vec![(0, 0, 1), (0, 1, 1), (1, 0, 1)]);
         assert_eq!(table.foreground_intersection, 3);
-        assert_eq!(table.iou(1, 1, 1), 1.0 / 5.0);
+        assert_eq!(table.iou(0, 0, 1), 1.0 / 5.0);
     }
 
     #[test]
