@@ -75,22 +75,28 @@ impl OverlapTable {
                 i += 1;
             }
             if a != 0 || b != 0 {
-                let count = counts.entry(((a as u64) << 32) | b as u64).or_insert_with(|| {
-                    if a != 0 {
-                        true_first.entry(a).or_insert(start);
-                    }
-                    if b != 0 {
-                        pred_first.entry(b).or_insert(start);
-                    }
-                    0
-                });
+                let count = counts
+                    .entry(((a as u64) << 32) | b as u64)
+                    .or_insert_with(|| {
+                        if a != 0 {
+                            true_first.entry(a).or_insert(start);
+                        }
+                        if b != 0 {
+                            pred_first.entry(b).or_insert(start);
+                        }
+                        0
+                    });
                 *count += (i - start) as u64;
             }
         }
         let raster_order = |first: &FastMap<u32, usize>| -> (Vec<u32>, FastMap<u32, usize>) {
             let mut ids: Vec<(usize, u32)> = first.iter().map(|(&id, &pos)| (pos, id)).collect();
             ids.sort_unstable();
-            let index = ids.iter().enumerate().map(|(k, &(_, id))| (id, k)).collect();
+            let index = ids
+                .iter()
+                .enumerate()
+                .map(|(k, &(_, id))| (id, k))
+                .collect();
             (ids.into_iter().map(|(_, id)| id).collect(), index)
         };
         let (true_ids, true_index) = raster_order(&true_first);
