@@ -7,8 +7,9 @@
 //!     --template ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif --out maskrcnn-out
 //! ```
 //! Checkpoints go to `<out>/checkpoints` every `--checkpoint-every` steps; `--resume`
-//! continues from the latest one. The trained model is `<out>/model.bpk` (+ `.json`,
-//! `.normalizer.json`), the test predictions `<out>/test-pred/<id>.png`.
+//! continues from the latest one. The trained model is `<out>/model.bpk` and its f16 form
+//! `<out>/model.safetensors` (the shipped format), sharing `model.json` and
+//! `model.normalizer.json`; the test predictions are `<out>/test-pred/<id>.png`.
 
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
@@ -17,7 +18,10 @@ use nucseg::{
     backend::BackendKind,
     burn::module::Module,
     data::{KumarSplit, MonusegDataset},
-    model::{save_model, MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
+    model::{
+        save_model, save_model_f16, MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig,
+        TrainingImage,
+    },
     output::OutputDir,
     pipeline::{Pipeline, PipelineConfig},
     pretrained::normalizer_path,
@@ -135,7 +139,10 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     let model = trainer.into_model();
     save_model(&model, &model_path)?;
-    println!("saved {}", model_path.display());
+    // The shippable form: f16 safetensors (half the size), loadable with `load_bundle`.
+    let f16_path = out.claim("model.safetensors")?;
+    save_model_f16(&model, &f16_path)?; // shares model.json and model.normalizer.json
+    println!("saved {} and {}", model_path.display(), f16_path.display());
 
     // Score on the test split, no test-time augmentation (NucSeg-P, or NucSeg-NP without
     // normalization).

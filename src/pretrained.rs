@@ -25,7 +25,7 @@ pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 /// SHA-256 of the shipped weight file; a file with another digest (truncated download, a
 /// Git LFS pointer, a local edit) is rejected with [`ModelError::WeightFile`].
 pub const DEFAULT_MODEL_SHA256: &str =
-    "0000000000000000000000000000000000000000000000000000000000000000";
+    "936e26cb6c711ff85083565fede5c176bc12aa51bd75496adcb76e31046ff3ca";
 
 /// A model ready for inference with the normalization it was trained with.
 #[derive(Debug)]
