@@ -104,10 +104,17 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     for setup in setups {
         let pipeline = bundle.pipeline(PipelineConfig::preset(setup)?)?;
         let bar = progress_bar(samples.len() as u64, setup, true);
-        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, _| {
+        let mut secs = 0.0;
+        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, image_secs| {
+            secs += image_secs;
             bar.set_position(done as u64)
         })?;
         bar.finish_and_clear();
+        eprintln!(
+            "{setup}: {} images, {:.1} s per image",
+            samples.len(),
+            secs / samples.len().max(1) as f64
+        );
         for (group, summary) in evaluation.grouped(organ) {
             rows.push(ResultRow {
                 setup: setup.to_string(),
