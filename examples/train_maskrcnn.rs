@@ -112,16 +112,13 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_checkpoint_every(args.checkpoint_every)
         .with_seed(args.seed);
     let checkpoints = args.out.join("checkpoints");
-    let mut trainer = if args.resume {
-        MaskRcnnTrainer::resume(config, &device, checkpoints)?
-    } else {
-        MaskRcnnTrainer::new(
-            MaskRcnnConfig::preset(&args.preset)?.init(&device)?,
-            config,
-            &device,
-            Some(checkpoints),
-        )?
-    };
+    let mut trainer = MaskRcnnTrainer::start(
+        &MaskRcnnConfig::preset(&args.preset)?,
+        config,
+        &device,
+        checkpoints,
+        args.resume,
+    )?;
     println!(
         "model {} ({} parameters) on {}",
         args.preset,

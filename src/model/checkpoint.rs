@@ -19,6 +19,55 @@ pub fn config_path(weights: &Path) -> std::path::PathBuf {
 
 /// Writes `model`'s weights to `path` (a `.bpk` file) and its configuration beside it.
 pub fn save_model(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
+    save_atomically(model, path, "tmp.bpk", |tmp| {
+        model.clone().save_file(tmp).map_err(|e| e.to_string())
+    })
+}
+
+/// Builds the network described by `path`'s configuration file on `device` and loads the
+/// weights. A weight file that does not fit that architecture (missing or extra tensors,
+/// other shapes) is an error naming both files.
+pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
+    load_with(path, device, |model| {
+        model.try_load_file(path).map_err(|e| e.to_string())
+    })
+}
+
+/// Writes `model`'s weights to a safetensors file with half-precision (f16) storage for
+/// convolution, linear and group-norm weights (frozen batch-norm statistics stay f32, where
+/// f16 would underflow), and its configuration beside it (`.json`). Half the size of f32;
+/// inference results change by f16 rounding only.
+pub fn save_model_f16(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
+    use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
+    save_atomically(model, path, "tmp", |tmp| {
+        let mut store = SafetensorsStore::from_file(tmp)
+            .overwrite(true)
+            .with_to_adapter(HalfPrecisionAdapter::new());
+        model.save_into(&mut store).map_err(|e| e.to_string())
+    })
+}
+
+/// Loads a model written by [`save_model_f16`] (or any safetensors file with this crate's
+/// parameter names) onto `device`, building the architecture from the `.json` beside it.
+pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
+    use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
+    load_with(path, device, |mut model| {
+        let mut store =
+            SafetensorsStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
+        model.load_from(&mut store).map_err(|e| e.to_string())?;
+        Ok(model)
+    })
+}
+
+/// Writes the configuration beside `path`, then the weights (with `write`) to a hidden
+/// temporary file `.NAME.<tmp_suffix>` renamed over `path`, so a reader never sees a
+/// partial file.
+fn save_atomically(
+    model: &MaskRcnn,
+    path: &Path,
+    tmp_suffix: &str,
+    write: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), ModelError> {
     let err = |p: &Path, reason: String| ModelError::WeightFile {
         path: p.to_path_buf(),
         reason,
@@ -31,18 +80,19 @@ pub fn save_model(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "model".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp.bpk"));
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| err(&tmp, e.to_string()))?;
+    let tmp = path.with_file_name(format!(".{name}.{tmp_suffix}"));
+    write(&tmp).map_err(|reason| err(&tmp, reason))?;
     std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
 }
 
-/// Builds the network described by `path`'s configuration file on `device` and loads the
-/// weights. A weight file that does not fit that architecture (missing or extra tensors,
-/// other shapes) is an error naming both files.
-pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
+/// Builds the architecture from the `.json` beside `path` on `device` and fills it with
+/// `load`; a missing file, an unreadable configuration or weights that do not fit are
+/// errors naming the file.
+fn load_with(
+    path: &Path,
+    device: &Device,
+    load: impl FnOnce(MaskRcnn) -> Result<MaskRcnn, String>,
+) -> Result<MaskRcnn, ModelError> {
     let cfg_path = config_path(path);
     if !path.is_file() {
         return Err(ModelError::WeightFile {
@@ -54,71 +104,13 @@ pub fn load_model(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> 
         path: cfg_path.clone(),
         reason: format!("cannot read the model configuration: {e}"),
     })?;
-    let model = config.init(device)?;
-    model
-        .try_load_file(path)
-        .map_err(|e| ModelError::WeightFile {
-            path: path.to_path_buf(),
-            reason: format!(
-                "weights do not fit the architecture in {}: {e}",
-                cfg_path.display()
-            ),
-        })
-}
-
-/// Writes `model`'s weights to a safetensors file with half-precision (f16) storage for
-/// convolution, linear and group-norm weights (frozen batch-norm statistics stay f32, where
-/// f16 would underflow), and its configuration beside it (`.json`). Half the size of f32;
-/// inference results change by f16 rounding only.
-pub fn save_model_f16(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
-    use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
-    let err = |p: &Path, reason: String| ModelError::WeightFile {
-        path: p.to_path_buf(),
-        reason,
-    };
-    write_json_atomically(&config_path(path), &model.config)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "model".into());
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut store = SafetensorsStore::from_file(&tmp)
-        .overwrite(true)
-        .with_to_adapter(HalfPrecisionAdapter::new());
-    model
-        .save_into(&mut store)
-        .map_err(|e| err(&tmp, e.to_string()))?;
-    std::fs::rename(&tmp, path).map_err(|e| err(path, e.to_string()))
-}
-
-/// Loads a model written by [`save_model_f16`] (or any safetensors file with this crate's
-/// parameter names) onto `device`, building the architecture from the `.json` beside it.
-pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
-    use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
-    let cfg_path = config_path(path);
-    if !path.is_file() {
-        return Err(ModelError::WeightFile {
-            path: path.to_path_buf(),
-            reason: "no such weight file".into(),
-        });
-    }
-    let config = MaskRcnnConfig::load(&cfg_path).map_err(|e| ModelError::WeightFile {
-        path: cfg_path.clone(),
-        reason: format!("cannot read the model configuration: {e}"),
-    })?;
-    let mut model = config.init(device)?;
-    let mut store =
-        SafetensorsStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
-    model
-        .load_from(&mut store)
-        .map_err(|e| ModelError::WeightFile {
-            path: path.to_path_buf(),
-            reason: format!(
-                "weights do not fit the architecture in {}: {e}",
-                cfg_path.display()
-            ),
-        })?;
-    Ok(model)
+    load(config.init(device)?).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: format!(
+            "weights do not fit the architecture in {}: {e}",
+            cfg_path.display()
+        ),
+    })
 }
 
 /// Loads a model file by extension: `.bpk` ([`load_model`]) or `.safetensors`

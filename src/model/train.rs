@@ -18,7 +18,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use super::{
     checkpoint::{load_model, save_model},
-    mask_rcnn::MaskRcnn,
+    mask_rcnn::{MaskRcnn, MaskRcnnConfig},
     target::TrainingTarget,
     ModelError,
 };
@@ -228,6 +228,23 @@ impl MaskRcnnTrainer {
             checkpoint_dir,
             last_checkpoint: None,
         })
+    }
+
+    /// A fresh trainer for the network `model` describes, or with `resume` the run saved in
+    /// `checkpoint_dir` continued (its own architecture; `model` is then not used). Either
+    /// way it checkpoints into `checkpoint_dir`: what the examples' `--resume` does.
+    pub fn start(
+        model: &MaskRcnnConfig,
+        config: MaskRcnnTrainingConfig,
+        device: &Device,
+        checkpoint_dir: PathBuf,
+        resume: bool,
+    ) -> Result<Self, ModelError> {
+        if resume {
+            Self::resume(config, device, checkpoint_dir)
+        } else {
+            Self::new(model.init(device)?, config, device, Some(checkpoint_dir))
+        }
     }
 
     /// Continues from the latest checkpoint in `checkpoint_dir` (model, optimizer state and
