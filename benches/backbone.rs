@@ -9,8 +9,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use nucseg::burn::optim::{GradientsParams, SgdConfig};
 use nucseg::burn::tensor::{Device, Distribution, Tensor};
-use nucseg::model::fpn::{Fpn, FpnConfig};
-use nucseg::model::resnet::{ResNet, ResNetConfig};
+use nucseg::model::backbone::{Fpn, FpnConfig};
+use nucseg::model::backbone::{ResNet, ResNetConfig};
 
 fn backbone(depth: usize, device: &Device) -> (ResNet, Fpn) {
     let body = ResNetConfig::new(depth).init(device).unwrap();

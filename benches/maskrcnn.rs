@@ -10,8 +10,11 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use nucseg::{
     burn::tensor::{Device, Distribution, Tensor},
     data::read_rgb,
-    model::roi_align::RoiAlignMethod,
-    model::{MaskRcnnConfig, RoiAlignConfig, RoiHeadsConfig},
+    model::{
+        heads::RoiHeadsConfig,
+        ops::{RoiAlignConfig, RoiAlignMethod},
+        MaskRcnnConfig,
+    },
     pretrained::default_model,
 };
 use std::time::Duration;
@@ -34,10 +37,10 @@ fn inference(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(90))
         .warm_up_time(Duration::from_secs(5));
     if let Ok(bundle) = default_model(&device) {
-        let n = bundle.model.predict(&[&img])[0].len();
+        let n = bundle.model.predict(std::slice::from_ref(&img))[0].len();
         eprintln!("default model: {n} detections");
         group.bench_function("default_model", |b| {
-            b.iter(|| bundle.model.predict(&[&img]))
+            b.iter(|| bundle.model.predict(std::slice::from_ref(&img)))
         });
     }
     device.seed(0);
@@ -48,10 +51,10 @@ fn inference(c: &mut Criterion) {
         .unwrap();
     eprintln!(
         "resnet50 random: {} detections",
-        r50.predict(&[&img])[0].len()
+        r50.predict(std::slice::from_ref(&img))[0].len()
     );
     group.bench_function("resnet50_fpn_random_1000_dets", |b| {
-        b.iter(|| r50.predict(&[&img]))
+        b.iter(|| r50.predict(std::slice::from_ref(&img)))
     });
     group.finish();
 }

@@ -6,6 +6,8 @@
 //! Writes one label map per image, `<stem>.png` (16-bit; `.tif` above 65535 nuclei).
 //! Existing outputs are not overwritten unless `--overwrite` is given.
 
+mod common;
+
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
@@ -29,7 +31,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    nucseg::cli::exit_code(run(Args::parse()))
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
@@ -45,7 +47,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     for (k, path) in inputs.iter().enumerate() {
         let t = Instant::now();
         let image = data::read_rgb(path)?;
-        let labels = baseline.segment(&image);
+        let labels = baseline.segment_labels(&image);
         let written = out.write_label_map(path, &labels)?;
         total += labels.count();
         println!(

@@ -11,22 +11,25 @@
 //! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv
 //! ```
 
+mod common;
+
 use std::{path::PathBuf, process::ExitCode};
 
-use clap::Parser;
+use clap::{ArgGroup, Parser};
+use common::{exit_code, progress_bar};
 use nucseg::{
     backend::BackendKind,
     data::{KumarSplit, MonusegDataset},
     metrics::{evaluate_folders_where, results_csv, results_table, ResultRow},
-    pipeline::PipelineConfig,
+    pipeline::Preset,
     pretrained::{default_model, load_bundle},
-    progress::progress_bar,
 };
 
 #[derive(Parser)]
 #[command(
     about = "Score nuclei segmentations (AJI, AJI+, PQ, Dice, F1), or run the paper's four setups"
 )]
+#[command(group(ArgGroup::new("mode").required(true).args(["pred", "setups"])))]
 struct Args {
     /// Folder of ground-truth label maps or MoNuSeg XML annotations (folder mode).
     #[arg(long, requires = "pred")]
@@ -60,31 +63,27 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    nucseg::cli::exit_code(run(Args::parse()))
+    exit_code(run(Args::parse()))
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+fn run(args: Args) -> nucseg::Result<()> {
     if let (Some(truth), Some(pred)) = (&args.truth, &args.pred) {
         let ids = args.split.map(|s| s.ids());
         let keep = |stem: &str| ids.as_ref().is_none_or(|ids| ids.contains(&stem));
         let evaluation = evaluate_folders_where(truth, pred, keep)?;
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&evaluation.to_json())?);
-            eprintln!("{}", serde_json::to_string(&evaluation.summary)?);
+            let json = serde_json::to_string_pretty(&evaluation.to_json()).expect("JSON value");
+            println!("{json}");
+            let summary = serde_json::to_string(&evaluation.summary).expect("plain numbers");
+            eprintln!("{summary}");
         } else {
             print!("{}", evaluation.table());
         }
         return Ok(());
     }
-    let Some(setups) = &args.setups else {
-        return Err(
-            "give --truth and --pred (score a folder) or --setups (run the paper's setups)".into(),
-        );
-    };
-    let setups: Vec<&str> = if setups == "all" {
-        PipelineConfig::PRESETS.to_vec()
-    } else {
-        setups.split(',').collect()
+    let setups: Vec<Preset> = match args.setups.as_deref() {
+        None | Some("all") => Preset::ALL.to_vec(),
+        Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
     };
     let device = args.device.device()?;
     let bundle = match &args.model {
@@ -102,8 +101,8 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut rows = Vec::new();
     for setup in setups {
-        let pipeline = bundle.pipeline(PipelineConfig::preset(setup)?)?;
-        let bar = progress_bar(samples.len() as u64, setup, true);
+        let pipeline = bundle.pipeline(setup.config())?;
+        let bar = progress_bar(samples.len() as u64, setup.name(), true);
         let mut secs = 0.0;
         let evaluation = pipeline.evaluate(&samples, None, |done, _, _, image_secs| {
             secs += image_secs;

@@ -10,6 +10,8 @@
 //! Writes `<stem>.png` (normalized) and `<stem>_before_after.png`; existing files are kept
 //! unless `--overwrite` is given.
 
+mod common;
+
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
@@ -47,7 +49,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    nucseg::cli::exit_code(run(Args::parse()))
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> nucseg::Result<()> {

@@ -8,19 +8,20 @@
 //! cargo run --release --example segment -- tile.png --truth tile_labels.png   # + comparison overlay
 //! ```
 
+mod common;
+
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
+use common::{exit_code, progress_bar, truth_for};
 use nucseg::{
     backend::BackendKind,
-    cli::{exit_code, truth_for},
     data::{image_inputs, read_rgb},
     export::write_all,
     output::{stem, OutputDir},
     pipeline::{Pipeline, PipelineConfig},
     postprocess::{TilerConfig, TtaSet},
     pretrained::{default_model, load_bundle, NormalizerChoice},
-    progress::progress_bar,
 };
 
 #[derive(Parser)]
@@ -125,7 +126,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         let result = pipeline.run_with_progress(&image, |done, total| {
             bar.set_message(format!("{}: tile {done}/{total}", stem(path)))
         })?;
-        let files = write_all(&out, &stem(path), &image, &result.instances, truth.as_ref())?;
+        let files = write_all(&out, &stem(path), &image, &result, truth.as_ref())?;
         nuclei += files.count;
         bar.println(format!(
             "{}: {} nuclei → {}",

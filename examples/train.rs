@@ -4,24 +4,36 @@
 //!
 //! ```text
 //! cargo run --release --example train -- --data my-dataset --val-fraction 0.2 --steps 2000 --out my-model
-//! cargo run --release --example train -- --data ../shared/data/monuseg-kumar --split train --val-split test_same_organ
+//! cargo run --release --example train -- --data ../shared/data/monuseg-kumar --split train \
+//!     --preset cpu-small --normalize macenko \
+//!     --template ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif --out maskrcnn-out
 //! ```
-//! The model is written as `<out>/model.bpk` + `model.json` (+ `model.normalizer.json`);
-//! use it with `segment --model <out>/model.bpk`.
+//! Checkpoints go to `<out>/checkpoints` every `--checkpoint-every` steps; `--resume`
+//! continues from the latest one exactly. The model is written as `<out>/model.bpk` and its
+//! f16 form `<out>/model.safetensors` (the shipped format), sharing `model.json` (and
+//! `model.normalizer.json`); use it with `segment --model <out>/model.safetensors`.
+//! `--score-split test` scores the final model on a Kumar split (no test-time augmentation)
+//! and writes the predictions to `<out>/<split>-pred/`.
 
-use std::{path::PathBuf, process::ExitCode};
+mod common;
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
+use common::{exit_code, peak_memory_bytes, progress_bar, TrainingProgress};
 use nucseg::{
     backend::BackendKind,
     burn::module::Module,
-    cli::exit_code,
     data::{open_dataset, KumarSplit, SampleInfo},
-    model::{save_model, MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
+    model::{
+        io::{save_model, save_model_f16},
+        MaskRcnnConfig,
+    },
     output::OutputDir,
+    pipeline::{Pipeline, Preset},
     pretrained::normalizer_path,
-    progress::TrainingProgress,
     stain::{fit_classical, NormalizerKind, StainNormalizer},
+    train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
 };
 
 #[derive(Parser)]
@@ -42,6 +54,9 @@ struct Args {
     /// Validate every this many steps (0: only at the end).
     #[arg(long, default_value_t = 500)]
     val_every: usize,
+    /// Score the final model on this Kumar split and keep its predictions.
+    #[arg(long)]
+    score_split: Option<KumarSplit>,
     /// Network size: tiny, cpu-small, r50 or paper.
     #[arg(long, default_value = "cpu-small")]
     preset: String,
@@ -90,15 +105,13 @@ fn main() -> ExitCode {
     exit_code(run(Args::parse()))
 }
 
-fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
-    let device = args.device.device()?;
-    let out = OutputDir::create(&args.out, args.overwrite || args.resume)?;
-    let model_path = out.claim("model.bpk")?;
+/// The training and validation samples the arguments select.
+fn select(args: &Args) -> nucseg::Result<(Vec<SampleInfo>, Vec<SampleInfo>)> {
     let all = open_dataset(&args.data)?;
     let in_split = |s: &SampleInfo, split: Option<KumarSplit>| {
         split.is_none_or(|k| s.split.is_some_and(|x| k.contains(x)))
     };
-    let (train, val): (Vec<SampleInfo>, Vec<SampleInfo>) = match args.val_split {
+    Ok(match args.val_split {
         Some(v) => (
             all.iter()
                 .filter(|s| in_split(s, args.split))
@@ -118,7 +131,16 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let (t, v) = pool.split_at(pool.len() - n_val.min(pool.len().saturating_sub(1)));
             (t.to_vec(), v.to_vec())
         }
-    };
+    })
+}
+
+fn run(args: Args) -> nucseg::Result<()> {
+    let started = Instant::now();
+    let device = args.device.device()?;
+    let out = OutputDir::create(&args.out, args.overwrite || args.resume)?;
+    let model_path = out.claim("model.bpk")?;
+    let f16_path = out.claim("model.safetensors")?;
+    let (train, val) = select(&args)?;
     let normalizer = fit_classical(args.normalize, args.template.as_deref())?;
     if let Some(n) = &normalizer {
         n.save(&normalizer_path(&model_path))?;
@@ -161,7 +183,9 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trainer.model().num_params(),
         args.device
     );
-    let mut progress = TrainingProgress::new(args.steps, trainer.step());
+    let first_step = trainer.step();
+    let mut progress = TrainingProgress::new(args.steps, first_step);
+    let train_start = Instant::now();
     while trainer.step() < args.steps {
         let report = trainer.train_step(&data)?;
         progress.step(&report);
@@ -178,7 +202,50 @@ fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     }
     trainer.checkpoint()?;
     progress.finish();
-    save_model(&trainer.into_model(), &model_path)?;
-    println!("saved {}", model_path.display());
+    let (steps_done, train_secs) = (
+        trainer.step() - first_step,
+        train_start.elapsed().as_secs_f64(),
+    );
+    let model = trainer.into_model();
+    save_model(&model, &model_path)?;
+    save_model_f16(&model, &f16_path)?; // shares model.json and model.normalizer.json
+    println!("saved {} and {}", model_path.display(), f16_path.display());
+
+    let mut infer = String::new();
+    if let Some(split) = args.score_split {
+        let samples: Vec<SampleInfo> = open_dataset(&args.data)?
+            .into_iter()
+            .filter(|s| s.split.is_some_and(|x| split.contains(x)))
+            .collect();
+        let pred_dir = OutputDir::create(
+            args.out.join(format!("{}-pred", split.name())),
+            args.overwrite || args.resume,
+        )?;
+        let preset = if normalizer.is_some() {
+            Preset::NucSegP
+        } else {
+            Preset::NucSegNp
+        };
+        let pipeline = Pipeline::new(preset.config(), &model, boxed())?;
+        let bar = progress_bar(samples.len() as u64, split.name(), true);
+        let mut secs = 0.0;
+        let evaluation = pipeline.evaluate(&samples, Some(&pred_dir), |done, _, _, s| {
+            secs += s;
+            bar.set_position(done as u64);
+        })?;
+        bar.finish();
+        println!("{preset} on the {} split:", split.name());
+        print!("{}", evaluation.table());
+        infer = format!(
+            "; inference {:.1} s per image",
+            secs / samples.len().max(1) as f64
+        );
+    }
+    println!(
+        "training: {steps_done} steps in {train_secs:.0} s ({:.3} steps/s){infer}; peak memory {:.2} GiB; wall {:.0} s",
+        steps_done as f64 / train_secs.max(1e-9),
+        peak_memory_bytes().unwrap_or(0) as f64 / (1u64 << 30) as f64,
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

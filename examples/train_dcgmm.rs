@@ -13,16 +13,16 @@
 //! (`<out stem>.template.json`). `--eval-monuseg` measures how strongly one cluster claims
 //! the ground-truth nuclei of the Kumar test images.
 
+mod common;
+
 use std::{path::PathBuf, process::ExitCode};
 
 use clap::Parser;
 use nucseg::{
     backend::BackendKind,
     data::{read_rgb, KumarSplit, MonusegDataset},
-    stain::{
-        load_training_images, ClusterPurity, CovarianceKind, Dcgmm, DcgmmConfig, DcgmmTrainer,
-        DcgmmTrainingConfig, UNetConfig,
-    },
+    stain::{ClusterPurity, CovarianceKind, Dcgmm, DcgmmConfig, UNetConfig},
+    train::{load_training_images, DcgmmTrainer, DcgmmTrainingConfig},
 };
 
 #[derive(Parser)]
@@ -77,7 +77,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    nucseg::cli::exit_code(run(Args::parse()))
+    common::exit_code(run(Args::parse()))
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
@@ -106,8 +106,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         .with_batch_size(args.batch)
         .with_learning_rate(args.lr)
         .with_checkpoint_every(args.checkpoint_every)
-        .with_seed(args.seed)
-        .with_progress(true);
+        .with_seed(args.seed);
     let images = load_training_images(&args.data)?;
     println!("{} training images", images.len());
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -117,7 +116,9 @@ fn run(args: Args) -> nucseg::Result<()> {
         })?;
     }
     let trainer = DcgmmTrainer::new(model, training, images)?.with_checkpoint(&args.out);
-    let (model, report) = trainer.train(&device)?;
+    let progress = common::DcgmmProgress::new(args.steps);
+    let (model, report) = trainer.train(&device, |r| progress.step(r))?;
+    progress.finish();
     let n = report.curve.len();
     println!(
         "trained {n} steps in {:.1} s ({:.3} s/step)",

@@ -29,7 +29,7 @@ pub enum BackendError {
     Unknown(String),
     /// The backend exists but this build of nucseg was compiled without it.
     #[error(
-        "device `{kind}` is not compiled into this build of nucseg: rebuild with `--features {feature}`"
+        "device `{kind}` is not compiled into this build of nucseg: enable its Cargo feature `{feature}`"
     )]
     NotCompiled {
         /// The requested backend.

@@ -1,7 +1,10 @@
 //! The crate-wide error type: one variant per area, each area with its own enum.
 
-use crate::postprocess::PostprocessError;
-use crate::{backend::BackendError, data::DataError, metrics::MetricsError, stain::StainError};
+use crate::{
+    backend::BackendError, data::DataError, export::ExportError, metrics::MetricsError,
+    model::ModelError, pipeline::UnknownPreset, postprocess::PostprocessError, stain::StainError,
+    train::TrainError,
+};
 
 /// Any error nucseg returns. Each area has its own error type
 /// ([`DataError`], [`MetricsError`], [`BackendError`]); this enum wraps them so
@@ -19,7 +22,7 @@ pub enum Error {
     Backend(#[from] BackendError),
     /// Building the network or loading its weights.
     #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
+    Model(#[from] ModelError),
     /// Test-time augmentation, tiling and stitching.
     #[error(transparent)]
     Postprocess(#[from] PostprocessError),
@@ -28,7 +31,13 @@ pub enum Error {
     Stain(#[from] StainError),
     /// Exporting contours, measurements, GeoJSON and overlays.
     #[error(transparent)]
-    Export(#[from] crate::export::ExportError),
+    Export(#[from] ExportError),
+    /// Training stopped early (a non-finite loss, no data).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A name that is not one of the paper's four setups.
+    #[error(transparent)]
+    Preset(#[from] UnknownPreset),
 }
 
 /// `Result` with nucseg's [`Error`].

@@ -1,5 +1,11 @@
-//! Detected nuclei as a list ([`Instances`]) and the trait every segmenter implements
-//! ([`InstanceSegmenter`]).
+//! Nuclei, and the trait every segmenter implements ([`InstanceSegmenter`]).
+//!
+//! Two types, one per role:
+//! - [`Instances`]: what a segmenter returns and the stages between (TTA, tiling) pass on:
+//!   masks cropped to their boxes, possibly overlapping, with detector boxes and scores;
+//! - [`Nuclei`]: the result of segmenting an image (what [`Pipeline::run`](crate::pipeline::Pipeline::run)
+//!   returns and [`export`](crate::export) writes): the instance label map, and each
+//!   nucleus's own pixels in it, so that every output describes exactly the same pixels.
 
 use image::RgbImage;
 
@@ -237,6 +243,167 @@ impl Instances {
     }
 }
 
+/// One nucleus of a label map: its id there, its pixels and its detector score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nucleus {
+    /// Its id in [`Nuclei::labels`] (`1..=N` for nuclei from [`Instances`]).
+    pub id: u32,
+    /// Its pixels in the label map, cropped to their tight box. Where instances overlap,
+    /// only the pixels the label map gives this nucleus.
+    pub mask: InstanceMask,
+    /// Detector confidence (1 for nuclei read from a label map).
+    pub score: f32,
+    /// Class id (1 = nucleus).
+    pub class_id: u32,
+}
+
+/// The nuclei of one image as a label map and a list, in increasing id order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nuclei {
+    /// The instance label map (`0` = background).
+    pub labels: LabelMap,
+    /// One entry per id present in `labels`, ascending by id.
+    pub items: Vec<Nucleus>,
+}
+
+impl Nuclei {
+    /// The nuclei of a segmenter's output, numbered as [`Instances::to_label_map`] numbers
+    /// them: ids `1..=N` by decreasing score (ties keep list order), higher scores win
+    /// overlapping pixels, instances left without a pixel are dropped; `labels` equals
+    /// `instances.to_label_map()`. Mask pixels outside the image are ignored.
+    ///
+    /// Works inside each instance's box (plus one pass over the image to renumber).
+    pub fn from_instances(instances: &Instances) -> Self {
+        let (w, h) = (instances.width, instances.height);
+        let order = instances.score_order();
+        let mut labels = LabelMap::new(w, h);
+        // Paint in increasing score order with provisional ids rank + 1, so that the higher
+        // score wins.
+        for (rank, &k) in order.iter().enumerate().rev() {
+            let m = &instances.items[k].mask;
+            let (x1, y1) = clipped_end(m, w, h);
+            for y in m.y0.min(y1)..y1 {
+                for x in m.x0.min(x1)..x1 {
+                    if m.contains(x, y) {
+                        labels.set(x, y, rank as u32 + 1);
+                    }
+                }
+            }
+        }
+        // Keep the ranks that still own a pixel; they become ids 1..=N in rank order, as
+        // `LabelMap::relabeled` numbers them.
+        let mut new_id = vec![0u32; order.len() + 1];
+        let mut items = Vec::new();
+        let mut pixels = Vec::new();
+        for (rank, &k) in order.iter().enumerate() {
+            let inst = &instances.items[k];
+            let m = &inst.mask;
+            let (x1, y1) = clipped_end(m, w, h);
+            pixels.clear();
+            for y in m.y0.min(y1)..y1 {
+                for x in m.x0.min(x1)..x1 {
+                    if labels.get(x, y) == rank as u32 + 1 {
+                        pixels.push((x, y));
+                    }
+                }
+            }
+            if pixels.is_empty() {
+                continue;
+            }
+            let id = items.len() as u32 + 1;
+            new_id[rank + 1] = id;
+            items.push(Nucleus {
+                id,
+                mask: InstanceMask::from_pixels(pixels.iter().copied()),
+                score: inst.score,
+                class_id: inst.class_id,
+            });
+        }
+        for v in labels.as_mut_slice() {
+            *v = new_id[*v as usize];
+        }
+        Nuclei { labels, items }
+    }
+
+    /// The nuclei of a label map (e.g. ground truth), keeping its ids; score 1, class 1.
+    /// One pass over the map to find each id's box, then work inside the boxes.
+    pub fn from_label_map(labels: LabelMap) -> Self {
+        let boxes = id_boxes(&labels);
+        let items = boxes
+            .into_iter()
+            .map(|(id, [x0, y0, x1, y1])| {
+                let (bw, bh) = (x1 - x0, y1 - y0);
+                let mut data = vec![false; bw as usize * bh as usize];
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        data[((y - y0) * bw + (x - x0)) as usize] = labels.get(x, y) == id;
+                    }
+                }
+                Nucleus {
+                    id,
+                    mask: InstanceMask {
+                        x0,
+                        y0,
+                        width: bw,
+                        height: bh,
+                        data,
+                    },
+                    score: 1.0,
+                    class_id: 1,
+                }
+            })
+            .collect();
+        Nuclei { labels, items }
+    }
+
+    /// Number of nuclei.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+}
+
+/// The end `(x1, y1)` (exclusive) of a mask's box, clipped to a `w × h` image.
+pub(crate) fn clipped_end(m: &InstanceMask, w: u32, h: u32) -> (u32, u32) {
+    (
+        m.x0.saturating_add(m.width).min(w),
+        m.y0.saturating_add(m.height).min(h),
+    )
+}
+
+/// Each id of a label map with its box `[x0, y0, x1, y1]` (exclusive ends), ascending by
+/// id, in one pass over the map.
+fn id_boxes(labels: &LabelMap) -> Vec<(u32, [u32; 4])> {
+    let w = labels.width() as usize;
+    let mut boxes: std::collections::HashMap<u32, [u32; 4]> = Default::default();
+    // Runs of equal ids are common (rows through a nucleus): one lookup per run.
+    for (y, row) in labels.as_slice().chunks(w.max(1)).enumerate() {
+        let y = y as u32;
+        let mut x = 0;
+        while x < row.len() {
+            let id = row[x];
+            let start = x;
+            while x < row.len() && row[x] == id {
+                x += 1;
+            }
+            if id != 0 {
+                let b = boxes.entry(id).or_insert([u32::MAX, u32::MAX, 0, 0]);
+                b[0] = b[0].min(start as u32);
+                b[1] = b[1].min(y);
+                b[2] = b[2].max(x as u32);
+                b[3] = b[3].max(y + 1);
+            }
+        }
+    }
+    let mut out: Vec<(u32, [u32; 4])> = boxes.into_iter().collect();
+    out.sort_unstable_by_key(|&(id, _)| id);
+    out
+}
+
 /// Anything that turns an H&E image into nuclei: Mask R-CNN, the classical baseline, an
 /// ensemble of them. Test-time augmentation, tiling and the pipeline take any
 /// `InstanceSegmenter`.
@@ -251,9 +418,15 @@ pub trait InstanceSegmenter {
     }
 }
 
-impl InstanceSegmenter for crate::baseline::ClassicalBaseline {
+/// A borrowed segmenter is a segmenter, so wrappers can borrow a model:
+/// `TtaEnsemble::new(&model)`.
+impl<S: InstanceSegmenter + ?Sized> InstanceSegmenter for &S {
     fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
-        Ok(Instances::from_label_map(&self.segment(image)))
+        (**self).segment_instances(image)
+    }
+
+    fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
+        (**self).segment_batch(images)
     }
 }
 

@@ -4,9 +4,23 @@
 //!
 //! A bundle named `NAME` in a folder is `NAME.safetensors` (or `NAME.bpk`) + `NAME.json`
 //! (the [`MaskRcnnConfig`](crate::model::MaskRcnnConfig)) + optionally
-//! `NAME.normalizer.json` (a [`FittedClassical`] normalizer). The default model lives in the
-//! repository's `models/` folder (see its `MODEL_CARD.md`); the folder can be moved and
-//! named with `NUCSEG_MODEL_DIR`.
+//! `NAME.normalizer.json` (a [`FittedClassical`] normalizer). See `models/MODEL_CARD.md`.
+//!
+//! ## Where the default model is found
+//!
+//! [`default_model`] looks for [`DEFAULT_MODEL_NAME`]`.safetensors` in these folders, in
+//! order, and uses the first that has it ([`model_search_path`]):
+//! 1. `$NUCSEG_MODEL_DIR`, when set;
+//! 2. the user cache folder, `nucseg/models` inside `$XDG_CACHE_HOME` or `~/.cache` (Linux),
+//!    `~/Library/Caches` (macOS), `%LOCALAPPDATA%` (Windows) ([`cache_dir`]);
+//! 3. the `models/` folder of this crate's source, which a git checkout has (the crates.io
+//!    package leaves the weights out to stay under its size limit).
+//!
+//! [`default_model_in`] takes an explicit folder instead. Every file of the model (weights,
+//! configuration, normalizer) is checked against its SHA-256 in [`DEFAULT_MODEL_FILES`]
+//! before it is used. With the `download` feature, a model found nowhere is fetched from
+//! [`DEFAULT_MODEL_URL`] (or `$NUCSEG_MODEL_URL`) into the cache folder, each file checked
+//! before it is kept ([`download_default_model`]).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     backend::Device,
-    model::{load_any, MaskRcnn, ModelError},
+    model::{io::load_any, MaskRcnn, ModelError},
     pipeline::{Pipeline, PipelineConfig},
     stain::{build_normalizer, FittedClassical, NormalizerKind, StainError, StainNormalizer},
 };
@@ -22,10 +36,31 @@ use crate::{
 /// File stem of the shipped model.
 pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 
-/// SHA-256 of the shipped weight file; a file with another digest (truncated download, a
-/// Git LFS pointer, a local edit) is rejected with [`ModelError::WeightFile`].
-pub const DEFAULT_MODEL_SHA256: &str =
-    "936e26cb6c711ff85083565fede5c176bc12aa51bd75496adcb76e31046ff3ca";
+/// The files of the shipped model with their SHA-256: a file with another digest
+/// (truncated download, a Git LFS pointer, a local edit) is rejected with
+/// [`ModelError::WeightFile`].
+pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
+    (
+        "nucseg-default.safetensors",
+        "936e26cb6c711ff85083565fede5c176bc12aa51bd75496adcb76e31046ff3ca",
+    ),
+    (
+        "nucseg-default.json",
+        "00a8173f47b94f677758a65fefb84f52c28002ebdbccc1d341acfce32f3f1797",
+    ),
+    (
+        "nucseg-default.normalizer.json",
+        "28458a15da82525db2b5e5f203b0817a9cfeb6abebb63285693f8ec1999649d0",
+    ),
+];
+
+/// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
+/// unless `$NUCSEG_MODEL_URL` names another location.
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v1";
+
+/// File name of the shipped DCGMM normalizer (its `.json` configuration and
+/// `.template.json` template sit beside it).
+pub const DEFAULT_DCGMM_NAME: &str = "dcgmm-kumar.bpk";
 
 /// A model ready for inference with the normalization it was trained with.
 #[derive(Debug)]
@@ -62,7 +97,7 @@ impl std::str::FromStr for NormalizerChoice {
 
 impl ModelBundle {
     /// A [`Pipeline`] around this model with its own normalizer (see
-    /// [`PipelineConfig::preset`] for the paper's setups).
+    /// [`Preset`](crate::pipeline::Preset) for the paper's setups).
     pub fn pipeline(&self, config: PipelineConfig) -> crate::Result<Pipeline<&MaskRcnn>> {
         let normalizer = self
             .normalizer
@@ -72,8 +107,9 @@ impl ModelBundle {
     }
 
     /// The stain normalizer for `choice`: the bundle's own, or `kind` fitted to `template`.
-    /// DCGMM loads the network at `dcgmm_model` (default: `models/dcgmm-kumar.bpk`) on
-    /// `device`, with that model's template (`.template.json`) unless `template` is given.
+    /// DCGMM loads the network at `dcgmm_model` (default: the shipped
+    /// [`DEFAULT_DCGMM_NAME`], found like the default model) on `device`, with that model's
+    /// template (`.template.json`) unless `template` is given.
     pub fn normalizer_for(
         &self,
         choice: &NormalizerChoice,
@@ -87,7 +123,7 @@ impl ModelBundle {
                 .clone()
                 .map(|n| Box::new(n) as Box<dyn StainNormalizer>),
             NormalizerChoice::Method(kind) => {
-                let default_dcgmm = default_model_dir().join(DEFAULT_DCGMM_NAME);
+                let default_dcgmm = default_dcgmm_path();
                 build_normalizer(
                     *kind,
                     template,
@@ -99,23 +135,159 @@ impl ModelBundle {
     }
 }
 
-/// File name of the shipped DCGMM normalizer (its `.json` configuration and
-/// `.template.json` template sit beside it).
-pub const DEFAULT_DCGMM_NAME: &str = "dcgmm-kumar.bpk";
-
-/// The folder holding the shipped model: `$NUCSEG_MODEL_DIR`, else `models/` of this
-/// crate's source tree.
-pub fn default_model_dir() -> PathBuf {
-    std::env::var_os("NUCSEG_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"))
+/// The folders searched for the shipped model, in order (see the module docs).
+pub fn model_search_path() -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Some(dir) = std::env::var_os("NUCSEG_MODEL_DIR").filter(|d| !d.is_empty()) {
+        dirs.push(PathBuf::from(dir));
+    }
+    if let Some(dir) = cache_dir() {
+        dirs.push(dir);
+    }
+    dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"));
+    dirs
 }
 
-/// The shipped model on `device`, after checking its SHA-256.
+/// The user cache folder for models: `nucseg/models` inside `$XDG_CACHE_HOME` or
+/// `$HOME/.cache` (Linux and other Unix), `$HOME/Library/Caches` (macOS) or
+/// `%LOCALAPPDATA%` (Windows); `None` when the environment names no home.
+pub fn cache_dir() -> Option<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let base = if cfg!(windows) {
+        var("LOCALAPPDATA")
+    } else if cfg!(target_os = "macos") {
+        var("HOME").map(|h| h.join("Library").join("Caches"))
+    } else {
+        var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache")))
+    }?;
+    Some(base.join("nucseg").join("models"))
+}
+
+/// The first folder of [`model_search_path`] holding the shipped weights.
+fn find_default_model_dir() -> Option<PathBuf> {
+    let weights = DEFAULT_MODEL_FILES[0].0;
+    model_search_path()
+        .into_iter()
+        .find(|d| d.join(weights).is_file())
+}
+
+/// The shipped DCGMM: the first folder of [`model_search_path`] that has
+/// [`DEFAULT_DCGMM_NAME`], else its place in the source tree's `models/`.
+pub fn default_dcgmm_path() -> PathBuf {
+    let dirs = model_search_path();
+    dirs.iter()
+        .map(|d| d.join(DEFAULT_DCGMM_NAME))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| dirs[dirs.len() - 1].join(DEFAULT_DCGMM_NAME))
+}
+
+/// The shipped model on `device`, from the first folder of [`model_search_path`] that has
+/// it (with the `download` feature, downloaded into [`cache_dir`] when none has), after
+/// checking every file's SHA-256.
+///
+/// # Errors
+/// [`ModelError::WeightFile`] naming the folders searched when no folder has the model, or
+/// the file whose checksum differs.
 pub fn default_model(device: &Device) -> crate::Result<ModelBundle> {
-    let path = default_model_dir().join(format!("{DEFAULT_MODEL_NAME}.safetensors"));
-    verify_sha256(&path, DEFAULT_MODEL_SHA256)?;
-    load_bundle(&path, device)
+    let dir = match find_default_model_dir() {
+        Some(dir) => dir,
+        None => fetch_default_model()?,
+    };
+    default_model_in(&dir, device)
+}
+
+/// The shipped model from `dir` on `device`, after checking every file's SHA-256.
+pub fn default_model_in(dir: &Path, device: &Device) -> crate::Result<ModelBundle> {
+    verify_default_model(dir)?;
+    load_bundle(&dir.join(DEFAULT_MODEL_FILES[0].0), device)
+}
+
+/// Checks each file of [`DEFAULT_MODEL_FILES`] in `dir` against its SHA-256.
+pub fn verify_default_model(dir: &Path) -> Result<(), ModelError> {
+    for (name, sha) in DEFAULT_MODEL_FILES {
+        verify_sha256(&dir.join(name), sha)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "download"))]
+fn fetch_default_model() -> Result<PathBuf, ModelError> {
+    let searched: Vec<String> = model_search_path()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    Err(ModelError::WeightFile {
+        path: PathBuf::from(DEFAULT_MODEL_FILES[0].0),
+        reason: format!(
+            "the default model is in none of [{}]: put its files ({DEFAULT_MODEL_URL}) in one of \
+             them or set NUCSEG_MODEL_DIR, or build nucseg with the `download` feature",
+            searched.join(", ")
+        ),
+    })
+}
+
+#[cfg(feature = "download")]
+fn fetch_default_model() -> Result<PathBuf, ModelError> {
+    let dir = cache_dir().ok_or_else(|| ModelError::WeightFile {
+        path: PathBuf::from(DEFAULT_MODEL_FILES[0].0),
+        reason: "no user cache folder to download the default model into (HOME is not set); \
+                 set NUCSEG_MODEL_DIR"
+            .into(),
+    })?;
+    let url = std::env::var("NUCSEG_MODEL_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| DEFAULT_MODEL_URL.to_string());
+    download_default_model(&url, &dir)?;
+    Ok(dir)
+}
+
+/// Downloads the files of the shipped model from `base_url` (`<base_url>/<file name>`)
+/// into `dir`; each file is kept only when its SHA-256 matches, and is written atomically,
+/// so an interrupted or corrupt download never leaves a file that looks complete. Files
+/// already in `dir` with the right checksum are not fetched again.
+#[cfg(feature = "download")]
+pub fn download_default_model(base_url: &str, dir: &Path) -> Result<(), ModelError> {
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::WeightFile {
+        path: dir.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    for (name, sha) in DEFAULT_MODEL_FILES {
+        let path = dir.join(name);
+        if verify_sha256(&path, sha).is_ok() {
+            continue;
+        }
+        let url = format!("{}/{name}", base_url.trim_end_matches('/'));
+        let failed = |reason: String| ModelError::WeightFile {
+            path: path.clone(),
+            reason: format!("downloading {url}: {reason}"),
+        };
+        let bytes = fetch(&url).map_err(failed)?;
+        let actual = sha256_hex(&bytes);
+        if actual != sha {
+            return Err(failed(format!(
+                "checksum mismatch: SHA-256 is {actual}, expected {sha}"
+            )));
+        }
+        crate::io::write_atomic_bytes(&path, &bytes).map_err(|e| failed(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// The body of an HTTP(S) GET, at most 1 GiB.
+#[cfg(feature = "download")]
+fn fetch(url: &str) -> Result<Vec<u8>, String> {
+    let response = ureq::get(url).call().map_err(|e| e.to_string())?;
+    response
+        .into_body()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .map_err(|e| e.to_string())
 }
 
 /// Loads a bundle from its weight file (`.safetensors` or `.bpk`; the `.json`
@@ -161,10 +333,14 @@ pub fn sha256_file(path: &Path) -> Result<String, ModelError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    Ok(Sha256::digest(&bytes)
+    Ok(sha256_hex(&bytes))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
@@ -187,5 +363,13 @@ mod tests {
             "{err}"
         );
         assert!(verify_sha256(&dir.join("none.bin"), abc).is_err());
+    }
+
+    #[test]
+    fn the_checksums_cover_every_file_of_the_checkout_model() {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+        verify_default_model(&dir).unwrap();
+        // The search path ends with the checkout's models/ folder.
+        assert_eq!(model_search_path().last(), Some(&dir));
     }
 }

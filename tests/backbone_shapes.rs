@@ -1,9 +1,9 @@
 //! Shapes, strides and parameter counts of the ResNet body and the FPN.
 
 use nucseg::burn::tensor::{Device, Distribution, Tensor};
-use nucseg::model::fpn::FpnConfig;
-use nucseg::model::resnet::{ResNet, ResNetConfig};
-use nucseg::model::weights::parameter_paths;
+use nucseg::model::backbone::FpnConfig;
+use nucseg::model::backbone::{ResNet, ResNetConfig};
+use nucseg::model::io::parameter_paths;
 
 /// Learnable parameters as torchvision counts them (`sum(p.numel() for p in
 /// model.parameters())`): frozen-BN running statistics are buffers there, not parameters.

@@ -7,9 +7,9 @@ use nucseg::burn::module::Module;
 use nucseg::burn::optim::{GradientsParams, SgdConfig};
 use nucseg::burn::store::ModuleSnapshot;
 use nucseg::burn::tensor::{Device, Distribution, Tensor};
-use nucseg::model::fpn::{Fpn, FpnConfig};
-use nucseg::model::norm::NormKind;
-use nucseg::model::resnet::{ResNet, ResNetConfig};
+use nucseg::model::backbone::NormKind;
+use nucseg::model::backbone::{Fpn, FpnConfig};
+use nucseg::model::backbone::{ResNet, ResNetConfig};
 
 /// Every parameter's values by path (enum variants skipped).
 fn snapshot<M: Module>(module: &M) -> BTreeMap<String, Vec<f32>> {

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use nucseg::burn::module::Module;
 use nucseg::burn::tensor::{Device, Tensor, TensorData};
-use nucseg::model::fpn::{Fpn, FpnConfig};
-use nucseg::model::norm::{Norm2d, NormKind};
-use nucseg::model::resnet::{BasicBlock, ResNet, ResNetConfig, ResidualBlock};
-use nucseg::model::weights::{
+use nucseg::model::backbone::{BasicBlock, ResNet, ResNetConfig, ResidualBlock};
+use nucseg::model::backbone::{Fpn, FpnConfig};
+use nucseg::model::backbone::{Norm2d, NormKind};
+use nucseg::model::io::{
     load_safetensors, maskrcnn_backbone_remaps, parameter_paths, resnet_remaps, NO_REMAPS,
 };
 use nucseg::model::ModelError;

@@ -9,8 +9,8 @@ use nucseg::{
     baseline::ClassicalBaseline,
     data::{read_label_map, read_rgb},
     metrics::ImageMetrics,
-    pipeline::PipelineConfig,
-    pretrained::{default_model, default_model_dir, DEFAULT_MODEL_NAME},
+    pipeline::Preset,
+    pretrained::{default_model, default_model_in, load_bundle, DEFAULT_MODEL_FILES},
 };
 
 const SAMPLE: &str = "TCGA-21-5784-01Z-00-DX1_crop.png";
@@ -39,12 +39,10 @@ fn shipped_model_beats_the_baseline_on_the_sample_tile() {
     let truth = read_label_map(asset("sample-truth")).unwrap();
 
     // NucSeg-P: normalization, tiles, no TTA (the TTA merge has its own tests).
-    let pipeline = bundle
-        .pipeline(PipelineConfig::preset("NucSeg-P").unwrap())
-        .unwrap();
+    let pipeline = bundle.pipeline(Preset::NucSegP.config()).unwrap();
     let ours = ImageMetrics::compute(&truth, &pipeline.run(&image).unwrap().labels).unwrap();
-    let base =
-        ImageMetrics::compute(&truth, &ClassicalBaseline::default().segment(&image)).unwrap();
+    let base = ImageMetrics::compute(&truth, &ClassicalBaseline::default().segment_labels(&image))
+        .unwrap();
     eprintln!(
         "sample tile: model AJI {:.3} PQ {:.3} F1 {:.3} ({} nuclei); baseline AJI {:.3} PQ {:.3}; truth {} nuclei",
         ours.aji,
@@ -65,24 +63,51 @@ fn shipped_model_beats_the_baseline_on_the_sample_tile() {
     );
 }
 
+/// A copy of the shipped model's files in a fresh folder.
+fn copy_of_default_model(name: &str) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let dir = std::env::temp_dir().join(format!("nucseg-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, _) in DEFAULT_MODEL_FILES {
+        std::fs::copy(src.join(file), dir.join(file)).unwrap();
+    }
+    dir
+}
+
 #[test]
 fn a_damaged_weight_file_is_refused_with_the_reason() {
-    let dir = std::env::temp_dir().join(format!("nucseg-default-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let src = default_model_dir().join(format!("{DEFAULT_MODEL_NAME}.safetensors"));
-    let bytes = std::fs::read(&src).unwrap();
-    let dst = dir.join(format!("{DEFAULT_MODEL_NAME}.safetensors"));
-    std::fs::write(&dst, &bytes[..bytes.len() / 2]).unwrap();
-    let err = nucseg::pretrained::verify_sha256(&dst, nucseg::pretrained::DEFAULT_MODEL_SHA256)
-        .unwrap_err()
-        .to_string();
+    let dir = copy_of_default_model("damaged");
+    let device = BackendKind::Cpu.device().unwrap();
+    default_model_in(&dir, &device).unwrap();
+    let weights = dir.join(DEFAULT_MODEL_FILES[0].0);
+    let bytes = std::fs::read(&weights).unwrap();
+    std::fs::write(&weights, &bytes[..bytes.len() / 2]).unwrap();
+    let err = default_model_in(&dir, &device).unwrap_err().to_string();
     assert!(
-        err.contains("checksum mismatch") && err.contains(&*dst.to_string_lossy()),
+        err.contains("checksum mismatch") && err.contains(&*weights.to_string_lossy()),
         "{err}"
     );
     // A truncated file that skips the check still fails to load, with an error, not a panic.
-    std::fs::copy(src.with_extension("json"), dst.with_extension("json")).unwrap();
-    let device = BackendKind::Cpu.device().unwrap();
-    assert!(nucseg::pretrained::load_bundle(&dst, &device).is_err());
+    assert!(load_bundle(&weights, &device).is_err());
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_checksum_covers_the_configuration_and_the_normalizer() {
+    let device = BackendKind::Cpu.device().unwrap();
+    for (file, _) in &DEFAULT_MODEL_FILES[1..] {
+        let dir = copy_of_default_model("edited");
+        let path = dir.join(file);
+        // A harmless-looking edit: the same JSON with a trailing newline.
+        let mut text = std::fs::read(&path).unwrap();
+        text.push(b'\n');
+        std::fs::write(&path, text).unwrap();
+        let err = default_model_in(&dir, &device).unwrap_err().to_string();
+        assert!(
+            err.contains("checksum mismatch") && err.contains(file),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
+    }
 }

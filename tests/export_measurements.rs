@@ -2,10 +2,10 @@
 
 use image::{Rgb, RgbImage};
 use nucseg::{
-    baseline::deconvolution::{deconvolve, RUIFROK_HED},
+    colour::{deconvolve, RUIFROK_HED},
     data::LabelMap,
-    export::{measure_nuclei, measurements_csv, Nuclei, NucleusMeasurements},
-    Instance, InstanceMask, Instances,
+    export::{measure_nuclei, measurements_csv, NucleusMeasurements},
+    Instance, InstanceMask, Instances, Nuclei,
 };
 
 fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -84,7 +84,7 @@ fn l_shape_hand_computed() {
 
 #[test]
 fn large_disk_is_round_and_its_perimeter_is_close_to_two_pi_r() {
-    use nucseg::export::measurements::skimage_perimeter;
+    use nucseg::export::skimage_perimeter;
     for r in [6.0f64, 8.0, 10.0, 12.0, 15.0, 20.0, 25.0, 30.0, 45.0, 80.0] {
         let c = r.ceil() as i64 + 2;
         let size = 2 * c as u32 + 1;

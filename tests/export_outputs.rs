@@ -4,15 +4,14 @@ mod common;
 
 use image::{Rgb, RgbImage};
 use nucseg::{
-    baseline::deconvolution::{deconvolve, RUIFROK_HED},
+    colour::{deconvolve, RUIFROK_HED},
     data::{read_label_map, read_rgb, DataError, LabelMap},
     export::{
         comparison_overlay, comparison_overlay_with, feature_collection, instance_outline_overlay,
-        measure_nuclei, measurements_csv, outline_overlay, write_all, GeoJsonConfig, Nuclei,
-        OverlayConfig,
+        measure_nuclei, measurements_csv, outline_overlay, write_all, GeoJsonConfig, OverlayConfig,
     },
     output::OutputDir,
-    Instance, InstanceMask, Instances,
+    Instance, InstanceMask, Instances, Nuclei,
 };
 use serde_json::Value;
 
@@ -244,7 +243,14 @@ fn write_all_writes_five_files_and_never_clobbers() {
     let root = common::tmp_dir("export-write-all");
     let out = OutputDir::create(&root, false).unwrap();
     let truth = LabelMap::from_fn(40, 30, |x, y| u32::from(x < 20 && y < 15) * 3);
-    let files = write_all(&out, "tile", &image, &list, Some(&truth)).unwrap();
+    let files = write_all(
+        &out,
+        "tile",
+        &image,
+        &Nuclei::from_instances(&list),
+        Some(&truth),
+    )
+    .unwrap();
     assert_eq!(files.count, 5);
     for (path, name) in [
         (&files.labels, "tile_labels.png"),
@@ -282,7 +288,7 @@ fn write_all_writes_five_files_and_never_clobbers() {
     let before = std::fs::read(&files.csv).unwrap();
     let mut fewer = list.clone();
     fewer.items.truncate(1);
-    let err = write_all(&out, "tile", &image, &fewer, None).unwrap_err();
+    let err = write_all(&out, "tile", &image, &Nuclei::from_instances(&fewer), None).unwrap_err();
     assert!(
         matches!(err, nucseg::Error::Data(DataError::WouldOverwrite { .. })),
         "{err}"
@@ -290,7 +296,14 @@ fn write_all_writes_five_files_and_never_clobbers() {
     assert_eq!(std::fs::read(&files.csv).unwrap(), before);
     // With overwriting allowed it replaces them.
     let again = OutputDir::create(&root, true).unwrap();
-    let files = write_all(&again, "tile", &image, &fewer, None).unwrap();
+    let files = write_all(
+        &again,
+        "tile",
+        &image,
+        &Nuclei::from_instances(&fewer),
+        None,
+    )
+    .unwrap();
     assert_eq!(files.comparison, None);
     assert_eq!(
         std::fs::read_to_string(&files.csv).unwrap().lines().count(),
@@ -299,7 +312,14 @@ fn write_all_writes_five_files_and_never_clobbers() {
 
     // Inputs of different sizes: an error, and nothing written.
     let fresh = OutputDir::create(root.join("fresh"), false).unwrap();
-    let err = write_all(&fresh, "x", &image, &list, Some(&LabelMap::new(30, 40))).unwrap_err();
+    let err = write_all(
+        &fresh,
+        "x",
+        &image,
+        &Nuclei::from_instances(&list),
+        Some(&LabelMap::new(30, 40)),
+    )
+    .unwrap_err();
     assert!(
         err.to_string().contains("ground-truth label map is 30x40"),
         "{err}"
@@ -328,7 +348,7 @@ fn real_monuseg_images_export_consistently() {
         }
         let out = OutputDir::create(common::tmp_dir(&format!("export-{id}")), false).unwrap();
         let start = std::time::Instant::now();
-        let files = write_all(&out, id, &image, &list, None).unwrap();
+        let files = write_all(&out, id, &image, &Nuclei::from_instances(&list), None).unwrap();
         let write_ms = start.elapsed().as_secs_f64() * 1e3;
         let start = std::time::Instant::now();
         let nuclei = Nuclei::from_instances(&list);

@@ -7,11 +7,11 @@ use nucseg::burn::store::ModuleSnapshot;
 use nucseg::burn::tensor::Device;
 use nucseg::data::{LabelMap, RgbImage};
 use nucseg::model::{
-    load_model, save_model,
-    weights::{load_torchvision_maskrcnn, parameter_paths},
-    MaskRcnn, MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig, ModelError, ResNetConfig,
-    TrainingImage,
+    backbone::ResNetConfig,
+    io::{load_model, load_torchvision_maskrcnn, parameter_paths, save_model},
+    MaskRcnn, MaskRcnnConfig, ModelError,
 };
+use nucseg::train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage};
 use safetensors::{tensor::TensorView, Dtype};
 
 fn tile(w: u32, h: u32) -> (RgbImage, LabelMap) {
@@ -43,7 +43,7 @@ fn predicts_on_odd_sizes_and_blank_images() {
     let model = MaskRcnnConfig::tiny().init(&device).unwrap();
     let (a, _) = tile(70, 45);
     let blank = RgbImage::from_pixel(33, 97, image::Rgb([255, 255, 255]));
-    let out = model.predict(&[&a, &blank]);
+    let out = model.predict(&[a.clone(), blank.clone()]);
     assert_eq!(out.len(), 2);
     assert_eq!((out[0].width, out[0].height), (70, 45));
     assert_eq!((out[1].width, out[1].height), (33, 97));
@@ -65,7 +65,10 @@ fn save_load_round_trip_and_wrong_architecture() {
     let loaded = load_model(&path, &device).unwrap();
     assert_eq!(params(&model), params(&loaded));
     let (img, _) = tile(64, 64);
-    assert_eq!(model.predict(&[&img]), loaded.predict(&[&img]));
+    assert_eq!(
+        model.predict(std::slice::from_ref(&img)),
+        loaded.predict(std::slice::from_ref(&img))
+    );
 
     // Weights of another architecture under this configuration: a clear error.
     let other = MaskRcnnConfig::tiny()
@@ -228,12 +231,15 @@ fn torchvision_checkpoint_loads_into_every_parameter() {
     assert_eq!(report.applied.len(), parameter_paths(&loaded).len());
     assert_eq!(params(&source), params(&loaded));
     let (img, _) = tile(64, 64);
-    assert_eq!(source.predict(&[&img]), loaded.predict(&[&img]));
+    assert_eq!(
+        source.predict(std::slice::from_ref(&img)),
+        loaded.predict(std::slice::from_ref(&img))
+    );
 }
 
 #[test]
 fn f16_safetensors_round_trip_is_close() {
-    use nucseg::model::{load_model_safetensors, save_model_f16};
+    use nucseg::model::io::{load_model_safetensors, save_model_f16};
     let device = Device::flex();
     let dir = common::tmp_dir("mrcnn-f16");
     let model = MaskRcnnConfig::tiny().init(&device).unwrap();
@@ -262,7 +268,7 @@ fn f16_safetensors_round_trip_is_close() {
 
 #[test]
 fn diverging_training_stops_with_the_last_good_checkpoint() {
-    use nucseg::model::TrainError;
+    use nucseg::train::TrainError;
     let device = Device::flex();
     device.seed(3);
     let (image, labels) = tile(64, 64);

@@ -6,7 +6,8 @@ use burn::tensor::Device;
 use nucseg::{
     data::{LabelMap, RgbImage},
     metrics::ImageMetrics,
-    model::{MaskRcnnConfig, MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
+    model::MaskRcnnConfig,
+    train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
 };
 use rand::{Rng, SeedableRng};
 
@@ -74,7 +75,7 @@ fn tiny_mask_rcnn_overfits_one_image() {
     assert!(last * 5.0 <= first, "loss {first} → {last}");
 
     let model = trainer.into_model();
-    let mut found = model.predict(&[&image]).pop().unwrap();
+    let mut found = model.predict(std::slice::from_ref(&image)).pop().unwrap();
     let mut scores: Vec<f32> = found.items.iter().map(|i| i.score).collect();
     scores.sort_by(|a, b| b.total_cmp(a));
     eprintln!("scores {:?}", &scores[..scores.len().min(15)]);

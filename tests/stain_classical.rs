@@ -6,9 +6,9 @@ mod common;
 
 use image::{imageops, RgbImage};
 use nucseg::{
+    colour::intensity,
     data::read_rgb,
     stain::{
-        hsd::intensity,
         linalg::{dot3, normalize3},
         LabStats, Macenko, MacenkoConfig, MacenkoStains, Reinhard, StainNormalizer,
     },

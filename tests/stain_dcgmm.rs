@@ -15,12 +15,10 @@ use image::{imageops, RgbImage};
 use nucseg::burn::module::Module;
 use nucseg::{
     backend::Device,
+    colour::{intensity, optical_density},
     data::{read_label_map, read_rgb},
-    stain::{
-        hsd::{hsd_tensor, intensity, optical_density},
-        random_crops, ClusterPurity, Dcgmm, DcgmmConfig, DcgmmTrainer, DcgmmTrainingConfig,
-        GaussianMixture, TrainingReport, UNetConfig,
-    },
+    stain::{hsd::hsd_tensor, ClusterPurity, Dcgmm, DcgmmConfig, GaussianMixture, UNetConfig},
+    train::{random_crops, DcgmmTrainer, DcgmmTrainingConfig, DcgmmTrainingReport},
 };
 use rand::{rngs::StdRng, SeedableRng};
 
@@ -39,7 +37,7 @@ struct Fixture {
     labels: Vec<Vec<bool>>,
     initial: Dcgmm,
     trained: Dcgmm,
-    report: TrainingReport,
+    report: DcgmmTrainingReport,
 }
 
 /// Training steps: about 25 s on 2 cores.
@@ -72,7 +70,9 @@ fn fixture() -> &'static Fixture {
         let initial = config.init(&device).unwrap();
         let trainer = DcgmmTrainer::new(config, training, regions.clone()).unwrap();
         let t = std::time::Instant::now();
-        let (trained, report) = trainer.train_model(initial.clone(), &device).unwrap();
+        let (trained, report) = trainer
+            .train_model(initial.clone(), &device, |_| {})
+            .unwrap();
         eprintln!(
             "trained {} steps in {:.1} s",
             STEPS,

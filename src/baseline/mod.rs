@@ -2,7 +2,6 @@
 //! (Ruifrok & Johnston H&E vectors) → haematoxylin channel → Otsu threshold → hole filling
 //! and small-object removal → distance-transform watershed to split touching nuclei.
 
-pub mod deconvolution;
 pub mod filters;
 pub mod watershed;
 
@@ -11,6 +10,7 @@ use image::RgbImage;
 use ndarray::Array2;
 
 use crate::data::{connected_components, Connectivity, LabelMap};
+use crate::instances::{InstanceSegmenter, Instances};
 
 /// Parameters of [`ClassicalBaseline`]; defaults suit 40× H&E (≈0.25 µm/px, MoNuSeg) and
 /// were chosen on the 16 Kumar training images (mean AJI 0.424 there).
@@ -65,7 +65,7 @@ impl ClassicalBaseline {
     /// filled, small objects removed.
     pub fn foreground(&self, image: &RgbImage) -> Array2<bool> {
         let c = &self.config;
-        let hema = filters::gaussian_blur(&deconvolution::haematoxylin(image), c.smoothing_sigma);
+        let hema = filters::gaussian_blur(&crate::colour::haematoxylin(image), c.smoothing_sigma);
         let Some(threshold) = filters::otsu_threshold(hema.as_slice().expect("standard layout"))
         else {
             return Array2::from_elem(hema.dim(), false);
@@ -77,7 +77,7 @@ impl ClassicalBaseline {
     }
 
     /// Segments the nuclei of an H&E image into an instance label map (ids `1..=N`).
-    pub fn segment(&self, image: &RgbImage) -> LabelMap {
+    pub fn segment_labels(&self, image: &RgbImage) -> LabelMap {
         let c = &self.config;
         let mask = self.foreground(image);
         let (h, w) = mask.dim();
@@ -167,6 +167,12 @@ fn remove_small(mask: &mut Array2<bool>, min_area: u64) {
     }
 }
 
+impl InstanceSegmenter for ClassicalBaseline {
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
+        Ok(Instances::from_label_map(&self.segment_labels(image)))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,7 +201,7 @@ mod tests {
             (34.0, 45.0, 7.5),
         ];
         let (img, truth) = synthetic(&nuclei, 64, 64);
-        let labels = ClassicalBaseline::default().segment(&img);
+        let labels = ClassicalBaseline::default().segment_labels(&img);
         assert_eq!(labels.count(), 4, "touching pair split, others kept");
         let m = crate::metrics::ImageMetrics::compute(&truth, &labels).unwrap();
         assert!(m.aji > 0.8, "AJI {}", m.aji);
@@ -205,6 +211,6 @@ mod tests {
     #[test]
     fn blank_image_gives_no_nuclei() {
         let img = RgbImage::from_pixel(32, 32, image::Rgb([240, 200, 220]));
-        assert_eq!(ClassicalBaseline::default().segment(&img).count(), 0);
+        assert_eq!(ClassicalBaseline::default().segment_labels(&img).count(), 0);
     }
 }

@@ -1,6 +1,7 @@
 //! Connected-component labelling of binary masks.
 
 use super::LabelMap;
+use crate::union_find::UnionFind;
 
 /// Pixel adjacency for [`connected_components`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -26,66 +27,52 @@ pub fn connected_components(
     let (w, h) = (width as usize, height as usize);
     assert_eq!(mask.len(), w * h, "mask length must be width * height");
     let mut labels = vec![0u32; w * h];
-    // parent[0] is unused; provisional labels start at 1.
-    let mut parent: Vec<u32> = vec![0];
-    fn find(parent: &mut [u32], mut a: u32) -> u32 {
-        while parent[a as usize] != a {
-            parent[a as usize] = parent[parent[a as usize] as usize];
-            a = parent[a as usize];
-        }
-        a
-    }
-    fn union(parent: &mut [u32], a: u32, b: u32) -> u32 {
-        let (ra, rb) = (find(parent, a), find(parent, b));
-        let (lo, hi) = if ra < rb { (ra, rb) } else { (rb, ra) };
-        parent[hi as usize] = lo;
-        lo
-    }
+    // Element 0 is unused; provisional labels start at 1.
+    let mut sets = UnionFind::new(1);
     for y in 0..h {
         for x in 0..w {
             let i = y * w + x;
             if !mask[i] {
                 continue;
             }
-            let mut current = 0u32;
-            let mut visit = |n: u32, parent: &mut Vec<u32>| {
+            let mut current = 0usize;
+            let mut visit = |n: u32, sets: &mut UnionFind| {
                 if n != 0 {
                     current = if current == 0 {
-                        find(parent, n)
+                        sets.find(n as usize)
                     } else {
-                        union(parent, current, n)
+                        sets.union(current, n as usize)
                     };
                 }
             };
             if x > 0 {
-                visit(labels[i - 1], &mut parent);
+                visit(labels[i - 1], &mut sets);
             }
             if y > 0 {
-                visit(labels[i - w], &mut parent);
+                visit(labels[i - w], &mut sets);
                 if connectivity == Connectivity::Eight {
                     if x > 0 {
-                        visit(labels[i - w - 1], &mut parent);
+                        visit(labels[i - w - 1], &mut sets);
                     }
                     if x + 1 < w {
-                        visit(labels[i - w + 1], &mut parent);
+                        visit(labels[i - w + 1], &mut sets);
                     }
                 }
             }
             if current == 0 {
-                current = parent.len() as u32;
-                parent.push(current);
+                current = sets.push();
             }
-            labels[i] = current;
+            labels[i] = current as u32;
         }
     }
     // Resolve roots and renumber densely in raster order of first appearance.
-    let mut dense = vec![0u32; parent.len()];
+    let mut dense = vec![0u32; sets.len()];
     let mut next = 0u32;
     for l in labels.iter_mut() {
         if *l == 0 {
             continue;
         }
-        let root = find(&mut parent, *l) as usize;
+        let root = sets.find(*l as usize);
         if dense[root] == 0 {
             next += 1;
             dense[root] = next;

@@ -223,6 +223,17 @@ impl SampleInfo {
             labels,
         })
     }
+
+    /// Loads the image and its truth, which `purpose` (e.g. "training") needs: a sample
+    /// without ground truth is [`DataError::Dataset`] saying so.
+    pub fn load_annotated(&self, purpose: &str) -> Result<(RgbImage, LabelMap), DataError> {
+        let sample = self.load()?;
+        let labels = sample.labels.ok_or_else(|| DataError::Dataset {
+            dir: self.image.clone(),
+            message: format!("{purpose} needs ground truth, and this image has none"),
+        })?;
+        Ok((sample.image, labels))
+    }
 }
 
 /// A loaded image with its ground truth.

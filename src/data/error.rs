@@ -111,7 +111,7 @@ pub enum DataError {
         message: String,
     },
     /// An output file exists and overwriting was not allowed.
-    #[error("{} already exists; pass --overwrite (OutputDir::create(.., true)) to replace it", path.display())]
+    #[error("{} already exists and overwriting was not allowed", path.display())]
     WouldOverwrite {
         /// The existing file.
         path: PathBuf,

@@ -6,7 +6,6 @@
 //! - an instance label map ([`LabelMap`]) holds one `u32` per pixel: `0` is background and
 //!   every other value is one nucleus (ids need not be contiguous).
 
-mod augment;
 mod components;
 mod dataset;
 mod error;
@@ -14,7 +13,6 @@ mod image_io;
 mod label_map;
 mod monuseg_xml;
 
-pub use augment::{hed_jitter, random_crop};
 pub use components::{connected_components, Connectivity};
 pub(crate) use dataset::files_by_stem;
 pub use dataset::{
@@ -31,43 +29,24 @@ pub use monuseg_xml::{parse_monuseg_xml, read_monuseg_xml, MonusegAnnotation, Po
 
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically (see [`write_atomically`]).
+/// Writes `bytes` to `path` atomically and durably ([`crate::io::write_atomic_bytes`]), an
+/// error naming the file.
 pub fn write_bytes_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
-    use std::io::Write;
-    write_atomically(path, |w| {
-        w.write_all(bytes).map_err(|e| DataError::io(path, e))
-    })
+    crate::io::write_atomic_bytes(path, bytes).map_err(|e| DataError::io(path, e))
 }
 
-/// Writes a file atomically: the bytes go to a temporary file beside `path`, which is then
-/// renamed over it, so a crash never leaves a half-written file under the final name.
+/// [`crate::io::write_atomic`] for writers that fail with a [`DataError`] (an encoder's
+/// error is returned as it is; I/O errors name the file).
 pub(crate) fn write_atomically(
     path: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), DataError>,
 ) -> Result<(), DataError> {
-    use std::io::Write;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| DataError::io(path, std::io::Error::other("not a file path")))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let file = std::fs::File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        let mut w = std::io::BufWriter::new(file);
-        write(&mut w)?;
-        w.flush().map_err(|e| DataError::io(&tmp, e))?;
-        w.get_ref().sync_all().map_err(|e| DataError::io(&tmp, e))?;
-        std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let mut inner = None;
+    crate::io::write_atomic(path, |w| {
+        write(w).map_err(|e| {
+            inner = Some(e);
+            std::io::Error::other("encoder failed")
+        })
+    })
+    .map_err(|e| inner.take().unwrap_or_else(|| DataError::io(path, e)))
 }

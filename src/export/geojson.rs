@@ -29,7 +29,8 @@
 use burn::config::Config;
 use serde_json::{json, Map, Value};
 
-use super::{ExportError, Nuclei, NucleusMeasurements};
+use super::{ExportError, NucleusMeasurements};
+use crate::instances::Nuclei;
 
 /// How nuclei appear in QuPath.
 #[derive(Config, Debug, PartialEq)]

@@ -23,8 +23,9 @@ use image::RgbImage;
 use ndarray::Array2;
 use serde::Serialize;
 
-use super::{check_size, ExportError, Nuclei, Nucleus};
-use crate::baseline::deconvolution::{deconvolve, RUIFROK_HED};
+use super::{check_size, ExportError};
+use crate::colour::{deconvolve, RUIFROK_HED};
+use crate::instances::{Nuclei, Nucleus};
 
 /// The measurements of one nucleus; see the module docs for the definitions. Field names
 /// are the CSV's column names.

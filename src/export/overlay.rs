@@ -81,7 +81,7 @@ pub fn instance_outline_overlay(
     let mut out = image.clone();
     for inst in &instances.items {
         let m = &inst.mask;
-        let (x1, y1) = super::clipped_end(m, w, h);
+        let (x1, y1) = crate::instances::clipped_end(m, w, h);
         for y in m.y0.min(y1)..y1 {
             for x in m.x0.min(x1)..x1 {
                 if !m.contains(x, y) {

@@ -1,5 +1,7 @@
 //! Maximum-weight one-to-one matching (linear assignment) on a sparse bipartite graph.
 
+use crate::union_find::UnionFind;
+
 /// The one-to-one matching of rows to columns that maximizes the summed weight of the
 /// given edges `(row, col, weight)`; returns the matched edges of positive weight.
 ///
@@ -14,27 +16,14 @@ pub fn max_weight_matching(
 ) -> Vec<(u32, u32, f64)> {
     let edges: Vec<(u32, u32, f64)> = edges.iter().copied().filter(|e| e.2 > 0.0).collect();
     // Union–find over rows (0..n_rows) and columns (n_rows..).
-    let mut parent: Vec<usize> = (0..n_rows + n_cols).collect();
-    fn find(parent: &mut [usize], mut a: usize) -> usize {
-        while parent[a] != a {
-            parent[a] = parent[parent[a]];
-            a = parent[a];
-        }
-        a
-    }
+    let mut sets = UnionFind::new(n_rows + n_cols);
     for &(r, c, _) in &edges {
-        let (a, b) = (
-            find(&mut parent, r as usize),
-            find(&mut parent, n_rows + c as usize),
-        );
-        if a != b {
-            parent[a.max(b)] = a.min(b);
-        }
+        sets.union(r as usize, n_rows + c as usize);
     }
     // Group edges by component root.
     let mut by_root: std::collections::BTreeMap<usize, Vec<(u32, u32, f64)>> = Default::default();
     for &e in &edges {
-        let root = find(&mut parent, e.0 as usize);
+        let root = sets.find(e.0 as usize);
         by_root.entry(root).or_default().push(e);
     }
     let mut matched = Vec::new();

@@ -10,16 +10,12 @@ use image::RgbImage;
 use rand::Rng;
 
 use super::{
-    box_head::{BoxHead, BoxHeadConfig},
-    box_ops::BoxXyxy,
-    fpn::{Fpn, FpnConfig},
-    mask_head::{MaskHead, MaskHeadConfig},
-    norm::NormKind,
-    paste::paste_mask,
-    resnet::{ResNet, ResNetConfig},
-    roi_align::{RoiAlign, RoiAlignConfig},
-    roi_heads::{RoiHeadsConfig, RoiSamples},
-    rpn::{Rpn, RpnConfig, RpnHead},
+    backbone::{Fpn, FpnConfig, NormKind, ResNet, ResNetConfig},
+    heads::{
+        BoxHead, BoxHeadConfig, MaskHead, MaskHeadConfig, RoiHeadsConfig, RoiSamples, Rpn,
+        RpnConfig, RpnHead,
+    },
+    ops::{paste_mask, BoxXyxy, RoiAlign, RoiAlignConfig},
     target::TrainingTarget,
     ModelError,
 };
@@ -358,12 +354,13 @@ impl MaskRcnn {
 
     /// Detects nuclei in images (any sizes; they are batched together, padded to the
     /// largest). Run it on a model from [`Module::valid`] (no autodiff) for speed.
-    pub fn predict(&self, images: &[&RgbImage]) -> Vec<Instances> {
+    pub fn predict(&self, images: &[RgbImage]) -> Vec<Instances> {
         if images.is_empty() {
             return Vec::new();
         }
         let device = self.device();
-        let (x, (hp, wp)) = self.preprocess(images, &device);
+        let refs: Vec<&RgbImage> = images.iter().collect();
+        let (x, (hp, wp)) = self.preprocess(&refs, &device);
         let p = self.features(x);
         let rpn_out = self.rpn_head.forward(&p);
         let anchors = self.rpn.anchors((hp, wp), &rpn_out.feature_sizes);
@@ -435,11 +432,13 @@ impl MaskRcnn {
 
 impl InstanceSegmenter for MaskRcnn {
     fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
-        Ok(self.predict(&[image]).pop().expect("one result per image"))
+        Ok(self
+            .predict(std::slice::from_ref(image))
+            .pop()
+            .expect("one result per image"))
     }
 
     fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
-        let refs: Vec<&RgbImage> = images.iter().collect();
-        Ok(self.predict(&refs))
+        Ok(self.predict(images))
     }
 }

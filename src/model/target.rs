@@ -1,6 +1,6 @@
 //! Ground truth in the form the Mask R-CNN losses read.
 
-use super::box_ops::BoxXyxy;
+use super::ops::BoxXyxy;
 use crate::{
     data::LabelMap,
     instances::{InstanceMask, Instances},

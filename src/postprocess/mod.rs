@@ -1,4 +1,4 @@
-//! Post-processing around any [`InstanceSegmenter`]: test-time augmentation with the
+//! Post-processing around any [`InstanceSegmenter`](crate::InstanceSegmenter): test-time augmentation with the
 //! paper's matching and pixel-wise voting, and tiled inference with seam-free stitching
 //! (Secs. 2.4 and 2.5 of Jung, Lodhi & Kang 2019).
 //!
@@ -9,7 +9,7 @@
 //! - [`Tiler`] / [`TilerConfig`] / [`TiledSegmenter`]: overlapping tiles, segmented a batch
 //!   at a time and stitched by [`Stitcher`].
 //!
-//! Both wrappers are [`InstanceSegmenter`]s themselves, so they compose either way round:
+//! Both wrappers are [`InstanceSegmenter`](crate::InstanceSegmenter)s themselves, so they compose either way round:
 //! `TiledSegmenter<TtaEnsemble<M>>` augments each tile, `TtaEnsemble<TiledSegmenter<M>>`
 //! augments the whole image.
 //!
@@ -32,29 +32,10 @@ mod dihedral;
 mod error;
 mod grid;
 mod masks;
-mod merge;
-mod stitch;
 mod tiling;
 mod tta;
 
 pub use dihedral::Dihedral;
 pub use error::PostprocessError;
-pub use merge::merge_views;
-pub use stitch::Stitcher;
-pub use tiling::{Tile, TiledSegmenter, Tiler, TilerConfig};
-pub use tta::{TtaConfig, TtaEnsemble, TtaSet, UnmatchedPolicy};
-
-use crate::instances::{InstanceSegmenter, Instances};
-use image::RgbImage;
-
-/// A borrowed segmenter is a segmenter, so wrappers can borrow a model:
-/// `TtaEnsemble::new(&model)`.
-impl<S: InstanceSegmenter + ?Sized> InstanceSegmenter for &S {
-    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
-        (**self).segment_instances(image)
-    }
-
-    fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
-        (**self).segment_batch(images)
-    }
-}
+pub use tiling::{Stitcher, Tile, TiledSegmenter, Tiler, TilerConfig};
+pub use tta::{merge_views, TtaConfig, TtaEnsemble, TtaSet, UnmatchedPolicy};

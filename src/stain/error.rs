@@ -47,6 +47,12 @@ pub enum StainError {
     /// A normalizer name that is not `dcgmm`, `macenko`, `reinhard` or `none`.
     #[error("unknown stain normalizer `{0}`: expected one of dcgmm, macenko, reinhard, none")]
     UnknownMethod(String),
+    /// A normalizer that is fitted to a template was asked for without one.
+    #[error("{method} normalization needs a template image to fit to")]
+    TemplateNeeded {
+        /// The normalizer.
+        method: super::NormalizerKind,
+    },
     /// An invalid configuration value.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -99,6 +105,19 @@ pub enum StainError {
 }
 
 impl StainError {
+    /// An error reading JSON: [`StainError::Json`] for malformed content, else
+    /// [`StainError::Io`].
+    pub(crate) fn json(path: impl Into<PathBuf>, e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            StainError::Json {
+                path: path.into(),
+                message: e.to_string(),
+            }
+        } else {
+            StainError::io(path, e)
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         StainError::Io {
             path: path.into(),

@@ -38,9 +38,7 @@ pub fn fit_classical(
     template: Option<&Path>,
 ) -> crate::Result<Option<FittedClassical>> {
     let load = || -> crate::Result<RgbImage> {
-        let path = template.ok_or(StainError::Config(format!(
-            "--normalize {kind} needs a template image"
-        )))?;
+        let path = template.ok_or(StainError::TemplateNeeded { method: kind })?;
         Ok(read_rgb(path)?)
     };
     Ok(match kind {

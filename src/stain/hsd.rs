@@ -22,10 +22,10 @@
 //! Channel order of HSD tensors and arrays: `[D, cx, cy]` (the order of Zanjani et al.'s
 //! code), see [`D`], [`CX`], [`CY`].
 
-use std::sync::OnceLock;
-
 use burn::tensor::{Device, Tensor, TensorData};
 use image::RgbImage;
+
+use crate::colour::{intensity, optical_density};
 
 /// Index of the density channel in HSD arrays and tensors.
 pub const D: usize = 0;
@@ -34,41 +34,11 @@ pub const CX: usize = 1;
 /// Index of the `cy` chromaticity channel.
 pub const CY: usize = 2;
 
-/// Background (white) intensity `I_0` of 8-bit images.
-pub const BACKGROUND_INTENSITY: f32 = 255.0;
-
 /// Densities below this are treated as white (chromaticity set to the achromatic point).
 /// The smallest non-zero density of an 8-bit pixel is `ln(255/254)/3 ≈ 1.3e-3`.
 pub const D_MIN: f32 = 1e-6;
 
 const SQRT3: f32 = 1.732_050_8;
-
-/// Optical density `-ln(max(I, 1) / 255)` of one 8-bit sample: 0 for white, `ln 255 ≈ 5.54`
-/// for black.
-#[inline]
-pub fn optical_density(intensity: u8) -> f32 {
-    od_lut()[intensity as usize]
-}
-
-fn od_lut() -> &'static [f32; 256] {
-    static LUT: OnceLock<[f32; 256]> = OnceLock::new();
-    LUT.get_or_init(|| {
-        let mut lut = [0.0; 256];
-        for (i, v) in lut.iter_mut().enumerate() {
-            *v = -((i.max(1) as f64) / BACKGROUND_INTENSITY as f64).ln() as f32;
-        }
-        lut
-    })
-}
-
-/// The intensity `I_0 · exp(-OD)` of an optical density, rounded and clamped to `0..=255`
-/// (a negative density, which no real stain produces, saturates at white).
-#[inline]
-pub fn intensity(od: f32) -> u8 {
-    (BACKGROUND_INTENSITY * (-od).exp())
-        .round()
-        .clamp(0.0, 255.0) as u8
-}
 
 /// HSD `[D, cx, cy]` of an optical-density triple `[OD_r, OD_g, OD_b]`.
 #[inline]
@@ -97,7 +67,7 @@ pub fn rgb_to_hsd(rgb: [u8; 3]) -> [f32; 3] {
     od_to_hsd(rgb.map(optical_density))
 }
 
-/// The 8-bit RGB colour of an HSD triple (rounded, clamped; see [`intensity`]).
+/// The 8-bit RGB colour of an HSD triple (rounded, clamped; see [`intensity`](crate::colour::intensity)).
 #[inline]
 pub fn hsd_to_rgb(hsd: [f32; 3]) -> [u8; 3] {
     hsd_to_od(hsd).map(intensity)

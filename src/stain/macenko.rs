@@ -9,11 +9,11 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    hsd::{intensity, optical_density},
     linalg::{dot3, normalize3, percentile, symmetric_eigen3},
     normalizer::{check_non_empty, check_template, MIN_TISSUE_PIXELS},
     StainError, StainNormalizer,
 };
+use crate::colour::{intensity, optical_density};
 
 /// Parameters of the Macenko normalizer, with the paper's defaults.
 #[derive(Config, Debug, PartialEq)]

@@ -4,7 +4,7 @@
 //! image before segmentation with the deep convolutional Gaussian mixture model (DCGMM) of
 //! Zanjani et al., *Stain normalization of histopathology images using generative neural
 //! networks*, SPIE Medical Imaging 2018, with a U-Net in place of Zanjani et al.'s plain CNN.
-//! This module has it ([`Dcgmm`], trained by [`DcgmmTrainer`], applied by
+//! This module has it ([`Dcgmm`], trained by [`DcgmmTrainer`](crate::train::DcgmmTrainer), applied by
 //! [`DcgmmNormalizer`]) and the two classical normalizers most tools ship:
 //!
 //! | normalizer | colour space | statistics matched |
@@ -29,28 +29,18 @@ pub mod hsd;
 pub mod lab;
 pub mod linalg;
 mod macenko;
-mod mixture;
 mod normalizer;
 mod reinhard;
-mod train;
-mod unet;
 
 pub use dcgmm::{
-    ClusterPurity, Dcgmm, DcgmmConfig, DcgmmNormalizer, DcgmmOutput, DcgmmTemplate, TILE_MARGIN,
+    ClusterPurity, CovarianceKind, Dcgmm, DcgmmConfig, DcgmmNormalizer, DcgmmOutput, DcgmmTemplate,
+    GaussianMixture, UNet, UNetConfig, TILE_MARGIN,
 };
 pub use error::StainError;
 pub use fitted::{build_normalizer, fit_classical, FittedClassical};
 pub use macenko::{Macenko, MacenkoConfig, MacenkoStains};
-pub use mixture::{
-    m_step, negative_log_likelihood, sufficient_statistics, CovarianceKind, GaussianMixture,
-    MixtureTensors, SufficientStatistics,
-};
 pub use normalizer::{
     count_tissue_pixels, has_tissue, IdentityNormalizer, NormalizerKind, StainNormalizer,
     MIN_TISSUE_PIXELS, TISSUE_OD_THRESHOLD,
 };
 pub use reinhard::{LabStats, Reinhard};
-pub use train::{
-    load_training_images, random_crops, DcgmmTrainer, DcgmmTrainingConfig, TrainingReport,
-};
-pub use unet::{UNet, UNetConfig};

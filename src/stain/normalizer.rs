@@ -5,7 +5,8 @@ use std::{fmt, str::FromStr};
 
 use image::RgbImage;
 
-use super::{hsd::optical_density, StainError};
+use super::StainError;
+use crate::colour::optical_density;
 
 /// Optical density (natural log, `I_0 = 255`) a pixel needs in every channel to count as
 /// tissue: Macenko et al. (2009)'s `β = 0.15`.

@@ -1,0 +1,198 @@
+//! What the example programs share: exit codes, the lookup of a ground-truth file for an
+//! image, and progress bars. The library itself reports progress through callbacks and
+//! prints nothing; these helpers turn the callbacks into bars (on a terminal) or plain
+//! lines (in a log).
+// Each example uses a different part of this module.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use nucseg::data::{DataError, MaskKind, TruthFile};
+
+/// The exit code of a program's `run`: on error, prints `error: <message>` on one line to
+/// stderr (with the command-line option that helps, where one does) and returns failure (1).
+pub fn exit_code(result: nucseg::Result<()>) -> ExitCode {
+    use nucseg::{stain::StainError, Error};
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let hint = match &e {
+                Error::Data(DataError::WouldOverwrite { .. }) => {
+                    " (pass --overwrite to replace it)"
+                }
+                Error::Stain(StainError::TemplateNeeded { .. }) => " (give one with --template)",
+                _ => "",
+            };
+            eprintln!("error: {e}{hint}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The ground truth for `image` given a `--truth` argument: the file itself, or in a
+/// folder the label map (`.png`, `.tif`) or MoNuSeg annotation (`.xml`) with the image's
+/// file stem. `Ok(None)` when a folder has no such file.
+pub fn truth_for(truth: &Path, image: &Path) -> Result<Option<TruthFile>, DataError> {
+    let as_truth = |p: PathBuf| {
+        if p.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
+            TruthFile::Xml(p)
+        } else {
+            TruthFile::LabelMap(p, MaskKind::Auto)
+        }
+    };
+    if truth.is_file() {
+        return Ok(Some(as_truth(truth.to_path_buf())));
+    }
+    if !truth.is_dir() {
+        return Err(DataError::Io {
+            path: truth.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder"),
+        });
+    }
+    let stem = nucseg::output::stem(image);
+    Ok(["png", "tif", "tiff", "xml"]
+        .iter()
+        .map(|ext| truth.join(format!("{stem}.{ext}")))
+        .find(|p| p.is_file())
+        .map(as_truth))
+}
+
+/// A terminal progress bar over `len` items, labelled `what`, with elapsed time, rate and
+/// ETA; hidden when `visible` is false (e.g. in tests or when output is piped).
+pub fn progress_bar(len: u64, what: &str, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} {elapsed_precise} [{bar:30}] {pos}/{len} ({per_sec}, eta {eta}) {msg}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(what.to_string());
+    bar
+}
+
+/// Peak resident memory of this process in bytes (`VmHWM` on Linux), if known.
+pub fn peak_memory_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Progress of a training run: a bar with the loss terms when the output is a terminal,
+/// and a plain line every 50 steps otherwise (logs, CI), so a run can be followed either way.
+pub struct TrainingProgress {
+    bar: ProgressBar,
+    recent: Vec<f32>,
+}
+
+impl TrainingProgress {
+    /// For a run of `total` steps starting at step `first`.
+    pub fn new(total: usize, first: usize) -> Self {
+        let bar = progress_bar(total as u64, "train", true);
+        bar.set_position(first as u64);
+        TrainingProgress {
+            bar,
+            recent: Vec::new(),
+        }
+    }
+
+    /// Records one step.
+    pub fn step(&mut self, r: &nucseg::train::StepReport) {
+        self.recent.push(r.total);
+        if self.recent.len() > 50 {
+            self.recent.remove(0);
+        }
+        let avg = self.recent.iter().sum::<f32>() / self.recent.len() as f32;
+        let parts: Vec<String> = r
+            .losses
+            .iter()
+            .map(|(n, v)| format!("{}={v:.3}", n.trim_start_matches("loss_")))
+            .collect();
+        let line = format!(
+            "step {} loss {:.4} (mean of last {} {:.4}) {} lr {:.2e} {:.2} s/step",
+            r.step,
+            r.total,
+            self.recent.len(),
+            avg,
+            parts.join(" "),
+            r.lr,
+            r.seconds
+        );
+        self.bar.set_position(r.step as u64);
+        if self.bar.is_hidden() {
+            if r.step.is_multiple_of(50) {
+                println!("{line}");
+            }
+        } else {
+            self.bar
+                .set_message(format!("loss {avg:.3} {}", parts.join(" ")));
+            if r.step.is_multiple_of(50) {
+                self.bar.println(line);
+            }
+        }
+    }
+
+    /// Prints a line (e.g. a validation result) without breaking the bar.
+    pub fn note(&self, line: &str) {
+        if self.bar.is_hidden() {
+            println!("{line}");
+        } else {
+            self.bar.println(line);
+        }
+    }
+
+    /// Closes the bar.
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+}
+
+/// Progress of DCGMM training (a [`DcgmmStepReport`](nucseg::train::DcgmmStepReport) per
+/// step): a bar with the NLL on a terminal, a line every 5 % of the steps otherwise.
+pub struct DcgmmProgress {
+    bar: ProgressBar,
+}
+
+impl DcgmmProgress {
+    /// For a run of `steps` steps.
+    pub fn new(steps: usize) -> Self {
+        DcgmmProgress {
+            bar: progress_bar(steps as u64, "dcgmm", true),
+        }
+    }
+
+    /// Records one step.
+    pub fn step(&self, r: &nucseg::train::DcgmmStepReport) {
+        self.bar.set_position(r.step as u64);
+        self.bar.set_message(format!("NLL {:.4}", r.nll));
+        let line = format!(
+            "step {}/{}: NLL {:.4} ({:.0} s)",
+            r.step, r.steps, r.nll, r.elapsed
+        );
+        if self.bar.is_hidden() && r.step.is_multiple_of((r.steps / 20).max(1)) {
+            eprintln!("{line}");
+        }
+        if let Some(path) = &r.checkpoint {
+            let line = format!("step {}: checkpoint {}", r.step, path.display());
+            if self.bar.is_hidden() {
+                eprintln!("{line}");
+            } else {
+                self.bar.println(line);
+            }
+        }
+    }
+
+    /// Closes the bar.
+    pub fn finish(&self) {
+        self.bar.finish();
+    }
+}

@@ -1,0 +1,10 @@
+//! The backbone: a ResNet body (He et al. 2016) with its normalization layers, and the
+//! feature pyramid network (Lin et al. 2017) on its C2–C5 outputs.
+
+mod fpn;
+mod norm;
+mod resnet;
+
+pub use fpn::{Fpn, FpnConfig};
+pub use norm::{FrozenBatchNorm2d, FrozenBatchNorm2dConfig, Norm2d, NormKind};
+pub use resnet::{BasicBlock, Bottleneck, Downsample, ResNet, ResNetConfig, ResidualBlock};

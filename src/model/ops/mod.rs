@@ -1,0 +1,24 @@
+//! Geometry and loss terms without learnable parameters, testable on their own
+//! (torchvision's `ops` and `models/detection/_utils.py`, detectron2's `layers` and
+//! `modeling/{box_regression, matcher, sampling}`).
+
+mod anchors;
+mod box_coder;
+mod box_ops;
+mod loss;
+mod matcher;
+mod paste;
+mod roi_align;
+mod sampler;
+
+pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
+pub use box_coder::{BoxCoder, BBOX_XFORM_CLIP};
+pub use box_ops::{
+    area, batched_nms, clip, clip_tensor, iou, iou_matrix, iou_matrix_tensor, is_large_enough, nms,
+    BoxXyxy,
+};
+pub use loss::{bce_with_logits, cross_entropy, smooth_l1_sum};
+pub use matcher::{Match, Matcher};
+pub use paste::paste_mask;
+pub use roi_align::{roi_align_plane, RoiAlign, RoiAlignConfig, RoiAlignMethod};
+pub use sampler::BalancedSampler;

@@ -1,0 +1,220 @@
+//! The one entry point from an H&E image to nuclei: stain normalization → segmenter
+//! (e.g. Mask R-CNN) with test-time augmentation → tiling and stitching (Jung et al. 2019,
+//! Fig. 1).
+//!
+//! The paper's four setups are the [`Preset`]s (`Preset::NucSeg.config()`, or
+//! `"NucSeg-P".parse::<Preset>()` from a command line).
+//!
+//! The whole image is normalized once (Macenko and Reinhard estimate the image's stains
+//! globally; DCGMM works in tiles internally), then cut into overlapping tiles, each tile
+//! segmented with its augmented views, and the tiles stitched. Only a batch of tiles is
+//! given to the model at a time, so memory is bounded by the tile size.
+
+use burn::config::Config;
+use image::RgbImage;
+
+mod preset;
+
+pub use preset::{Preset, UnknownPreset};
+
+use crate::{
+    data::SampleInfo,
+    instances::{InstanceSegmenter, Instances, Nuclei},
+    metrics::{EvaluatedImage, Evaluation, ImageMetrics},
+    output::OutputDir,
+    postprocess::{TiledSegmenter, TilerConfig, TtaConfig, TtaEnsemble},
+    stain::StainNormalizer,
+};
+
+/// What the pipeline does; the defaults are the paper's full method ([`Preset::NucSeg`]).
+#[derive(Config, Debug, PartialEq)]
+pub struct PipelineConfig {
+    /// Apply the stain normalizer given to [`Pipeline::new`] (when there is one).
+    #[config(default = true)]
+    pub normalize: bool,
+    /// Test-time augmentation (views, matching, voting); `set = None` turns it off.
+    #[config(default = "TtaConfig::new()")]
+    pub tta: TtaConfig,
+    /// Tile size, overlap and batch.
+    #[config(default = "TilerConfig::new()")]
+    pub tiling: TilerConfig,
+    /// Nuclei with a lower final score are dropped (after TTA voting).
+    #[config(default = 0.5)]
+    pub min_score: f32,
+}
+
+/// Normalization → segmenter with TTA → tiling. Generic over the segmenter, so it runs
+/// Mask R-CNN, the classical baseline or anything implementing [`InstanceSegmenter`].
+pub struct Pipeline<S: InstanceSegmenter> {
+    config: PipelineConfig,
+    normalizer: Option<Box<dyn StainNormalizer>>,
+    segmenter: TiledSegmenter<TtaEnsemble<S>>,
+}
+
+impl<S: InstanceSegmenter> Pipeline<S> {
+    /// A pipeline around `segmenter`; `normalizer` must already be fitted to its template
+    /// (it is ignored when `config.normalize` is false).
+    pub fn new(
+        config: PipelineConfig,
+        segmenter: S,
+        normalizer: Option<Box<dyn StainNormalizer>>,
+    ) -> crate::Result<Self> {
+        let tta = config.tta.init(segmenter)?;
+        let tiler = config.tiling.init()?;
+        Ok(Pipeline {
+            normalizer: if config.normalize { normalizer } else { None },
+            config,
+            segmenter: TiledSegmenter::new(tiler, tta),
+        })
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The name of the normalizer applied (`"none"` without one).
+    pub fn normalizer_name(&self) -> &'static str {
+        self.normalizer.as_ref().map_or("none", |n| n.name())
+    }
+
+    /// Normalizes an image as the pipeline does (unchanged without a normalizer).
+    pub fn normalize(&self, image: &RgbImage) -> crate::Result<RgbImage> {
+        Ok(match &self.normalizer {
+            Some(n) => n.transform(image)?,
+            None => image.clone(),
+        })
+    }
+
+    /// Segments one image.
+    pub fn run(&self, image: &RgbImage) -> crate::Result<Nuclei> {
+        self.run_with_progress(image, |_, _| {})
+    }
+
+    /// Segments one image, calling `progress(tiles done, tiles total)` as tiles finish.
+    pub fn run_with_progress(
+        &self,
+        image: &RgbImage,
+        progress: impl FnMut(usize, usize),
+    ) -> crate::Result<Nuclei> {
+        Ok(Nuclei::from_instances(
+            &self.instances_with_progress(image, progress)?,
+        ))
+    }
+
+    /// The stitched and score-filtered instances behind [`run`](Self::run), before
+    /// overlapping pixels are given to the higher score.
+    fn instances_with_progress(
+        &self,
+        image: &RgbImage,
+        progress: impl FnMut(usize, usize),
+    ) -> crate::Result<Instances> {
+        let normalized = self.normalize(image)?;
+        let tiled = &self.segmenter;
+        let mut instances =
+            tiled
+                .tiler
+                .segment_with_progress(&tiled.segmenter, &normalized, progress)?;
+        instances.items.retain(|i| i.score >= self.config.min_score);
+        Ok(instances)
+    }
+}
+
+impl<S: InstanceSegmenter> Pipeline<S> {
+    /// Runs the pipeline on annotated images and scores each against its truth, writing the
+    /// label maps to `out` (as `<id>.png`) when given. `progress` is called after each
+    /// image with (done, total, its scores, seconds it took).
+    pub fn evaluate(
+        &self,
+        samples: &[SampleInfo],
+        out: Option<&OutputDir>,
+        mut progress: impl FnMut(usize, usize, &EvaluatedImage, f64),
+    ) -> crate::Result<Evaluation> {
+        let mut images = Vec::with_capacity(samples.len());
+        for (k, info) in samples.iter().enumerate() {
+            let (image, truth) = info.load_annotated("evaluation")?;
+            let start = std::time::Instant::now();
+            let result = self.run(&image)?;
+            let seconds = start.elapsed().as_secs_f64();
+            if let Some(out) = out {
+                out.write_label_map(&info.image, &result.labels)?;
+            }
+            let scored = EvaluatedImage {
+                stem: info.id.clone(),
+                metrics: ImageMetrics::compute(&truth, &result.labels)?,
+                prediction_missing: false,
+            };
+            progress(k + 1, samples.len(), &scored, seconds);
+            images.push(scored);
+        }
+        Ok(Evaluation::from_images(images))
+    }
+}
+
+impl<S: InstanceSegmenter> InstanceSegmenter for Pipeline<S> {
+    fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
+        self.instances_with_progress(image, |_, _| {})
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{baseline::ClassicalBaseline, stain::Reinhard};
+
+    fn scene(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            let (cx, cy) = ((x / 40) * 40 + 20, (y / 40) * 40 + 20);
+            if (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) < 100 {
+                image::Rgb([90, 40, 150])
+            } else {
+                image::Rgb([235, 175, 205])
+            }
+        })
+    }
+
+    #[test]
+    fn without_tta_and_normalization_it_is_the_tiled_segmenter() {
+        let image = scene(330, 270);
+        let config = Preset::NucSegNp
+            .config()
+            .with_tiling(TilerConfig::new().with_tile_size(128).with_stride(64));
+        let pipeline = Pipeline::new(config, ClassicalBaseline::default(), None).unwrap();
+        let out = pipeline.run(&image).unwrap();
+        let direct = ClassicalBaseline::default().segment_labels(&image);
+        // Disks away from the border are found whole, once each, exactly as on the full image.
+        assert_eq!(out.labels.count(), direct.count());
+        let m = crate::metrics::ImageMetrics::compute(&direct, &out.labels).unwrap();
+        assert_eq!(m.aji, 1.0);
+    }
+
+    #[test]
+    fn normalizer_runs_only_when_configured() {
+        let image = scene(96, 96);
+        let mut reinhard = Reinhard::default();
+        let template = RgbImage::from_fn(96, 96, |x, _| {
+            if x % 7 < 3 {
+                image::Rgb([120, 60, 160])
+            } else {
+                image::Rgb([220, 150, 190])
+            }
+        });
+        reinhard.fit(&template).unwrap();
+        let on = Pipeline::new(
+            Preset::NucSegP.config(),
+            ClassicalBaseline::default(),
+            Some(Box::new(reinhard.clone())),
+        )
+        .unwrap();
+        assert_eq!(on.normalizer_name(), "reinhard");
+        assert_ne!(on.normalize(&image).unwrap(), image);
+        let off = Pipeline::new(
+            Preset::NucSegNp.config(),
+            ClassicalBaseline::default(),
+            Some(Box::new(reinhard)),
+        )
+        .unwrap();
+        assert_eq!(off.normalizer_name(), "none");
+        assert_eq!(off.normalize(&image).unwrap(), image);
+    }
+}
