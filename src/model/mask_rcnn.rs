@@ -145,14 +145,8 @@ impl MaskRcnnConfig {
                 rpn.anchor_generator.num_levels()
             )));
         }
-        let box_roi_align = self
-            .box_roi_align
-            .init()
-            .map_err(ModelError::InvalidConfig)?;
-        let mask_roi_align = self
-            .mask_roi_align
-            .init()
-            .map_err(ModelError::InvalidConfig)?;
+        let box_roi_align = self.box_roi_align.init()?;
+        let mask_roi_align = self.mask_roi_align.init()?;
         let [bh, bw] = self.box_roi_align.output_size;
         if bh != bw {
             return Err(ModelError::InvalidConfig(format!(

@@ -144,7 +144,7 @@ pub struct RpnLosses {
 impl RpnConfig {
     /// Builds the head and the logic.
     pub fn init(&self, device: &Device) -> Result<(RpnHead, Rpn), ModelError> {
-        let anchor_generator = self.anchors.init().map_err(ModelError::InvalidConfig)?;
+        let anchor_generator = self.anchors.init()?;
         if !(0.0..=1.0).contains(&self.positive_fraction) || self.bg_iou_thresh > self.fg_iou_thresh
         {
             return Err(ModelError::InvalidConfig(format!(

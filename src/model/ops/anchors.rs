@@ -5,6 +5,7 @@
 use burn::config::Config;
 
 use super::box_ops::BoxXyxy;
+use crate::model::ModelError;
 
 /// Sizes and ratios of the anchors; `init` checks them.
 #[derive(Config, Debug, PartialEq)]
@@ -26,9 +27,11 @@ pub struct AnchorGenerator {
 
 impl AnchorGeneratorConfig {
     /// Builds the generator; sizes and ratios must be positive and non-empty.
-    pub fn init(&self) -> Result<AnchorGenerator, String> {
+    pub fn init(&self) -> Result<AnchorGenerator, ModelError> {
         if self.sizes.is_empty() || self.aspect_ratios.is_empty() {
-            return Err("anchor sizes and aspect ratios must be non-empty".into());
+            return Err(ModelError::InvalidConfig(
+                "anchor sizes and aspect ratios must be non-empty".into(),
+            ));
         }
         if self
             .sizes
@@ -36,10 +39,10 @@ impl AnchorGeneratorConfig {
             .chain(&self.aspect_ratios)
             .any(|&v| !(v > 0.0 && v.is_finite()))
         {
-            return Err(format!(
+            return Err(ModelError::InvalidConfig(format!(
                 "anchor sizes {:?} and ratios {:?} must be positive",
                 self.sizes, self.aspect_ratios
-            ));
+            )));
         }
         let cell_anchors = self
             .sizes

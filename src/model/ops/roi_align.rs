@@ -20,6 +20,7 @@ use burn::{
 };
 
 use super::box_ops::BoxXyxy;
+use crate::model::ModelError;
 
 /// Settings of [`RoiAlign`]; the defaults are Mask R-CNN's box branch (7×7). Use
 /// `with_output_size([14, 14])` for the mask branch.
@@ -75,18 +76,18 @@ pub struct RoiAlign {
 
 impl RoiAlignConfig {
     /// Builds the op; sizes must be non-zero and levels ordered.
-    pub fn init(&self) -> Result<RoiAlign, String> {
+    pub fn init(&self) -> Result<RoiAlign, ModelError> {
         if self.output_size.contains(&0) || self.sampling_ratio == 0 {
-            return Err(format!(
+            return Err(ModelError::InvalidConfig(format!(
                 "RoIAlign output size {:?} and sampling ratio {} must be positive",
                 self.output_size, self.sampling_ratio
-            ));
+            )));
         }
         if self.min_level > self.max_level {
-            return Err(format!(
+            return Err(ModelError::InvalidConfig(format!(
                 "RoIAlign levels {}..={} are empty",
                 self.min_level, self.max_level
-            ));
+            )));
         }
         Ok(RoiAlign {
             config: self.clone(),

@@ -94,7 +94,7 @@ impl DcgmmConfig {
         if self.tile_size == 0 {
             return Err(StainError::Config("DCGMM tile_size must be ≥ 1".into()));
         }
-        self.network().validate().map_err(StainError::Config)
+        self.network().validate()
     }
 
     /// The U-Net configuration actually built: one input channel, `clusters` outputs.
@@ -109,7 +109,7 @@ impl DcgmmConfig {
     pub fn init(&self, device: &Device) -> Result<Dcgmm, StainError> {
         self.validate()?;
         Ok(Dcgmm {
-            unet: self.network().init(device),
+            unet: self.network().init(device)?,
             config: self.clone(),
         })
     }

@@ -9,6 +9,7 @@
 //! channels. Convolutions are zero-padded ("same"), so the output has the input's size;
 //! the input's height and width must be multiples of `2^depth` ([`UNet::size_multiple`]).
 
+use crate::stain::StainError;
 use burn::{
     nn::{
         conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig},
@@ -45,27 +46,26 @@ pub struct UNetConfig {
 impl UNetConfig {
     /// Checks the configuration: at least one input and output channel, a base width of at
     /// least 1 and a depth of at most 8.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), StainError> {
         if self.in_channels == 0 || self.out_channels == 0 || self.base_width == 0 {
-            return Err(format!(
+            return Err(StainError::Config(format!(
                 "U-Net needs in_channels, out_channels and base_width ≥ 1 (got {}, {}, {})",
                 self.in_channels, self.out_channels, self.base_width
-            ));
+            )));
         }
         if self.depth > 8 {
-            return Err(format!("U-Net depth {} > 8", self.depth));
+            return Err(StainError::Config(format!(
+                "U-Net depth {} > 8",
+                self.depth
+            )));
         }
         Ok(())
     }
 
-    /// Builds the network with freshly initialized weights.
-    ///
-    /// # Panics
-    /// If [`validate`](Self::validate) fails.
-    pub fn init(&self, device: &Device) -> UNet {
-        if let Err(e) = self.validate() {
-            panic!("{e}");
-        }
+    /// Builds the network with freshly initialized weights; an error if
+    /// [`validate`](Self::validate) fails.
+    pub fn init(&self, device: &Device) -> Result<UNet, StainError> {
+        self.validate()?;
         let width = |level: usize| self.base_width << level;
         let norm = self.batch_norm;
         let down = (0..self.depth)
@@ -101,14 +101,14 @@ impl UNetConfig {
             })
             .collect();
         let head = Conv2dConfig::new([width(0), self.out_channels], [1, 1]).init(device);
-        UNet {
+        Ok(UNet {
             down,
             bottleneck,
             up,
             head,
             skip_connections: self.skip_connections,
             relu: Relu::new(),
-        }
+        })
     }
 }
 
@@ -231,7 +231,8 @@ mod tests {
                 .with_base_width(4)
                 .with_skip_connections(skip)
                 .with_batch_norm(bn)
-                .init(&device);
+                .init(&device)
+                .unwrap();
             assert_eq!(net.size_multiple(), 1 << depth);
             let x =
                 Tensor::<4>::random([2, 2, 16, 24], burn::tensor::Distribution::Default, &device);
@@ -243,11 +244,12 @@ mod tests {
     fn skip_connections_change_the_parameter_count() {
         let device = Device::default();
         let cfg = UNetConfig::new().with_depth(2).with_base_width(4);
-        let with = cfg.init(&device).num_params();
+        let with = cfg.init(&device).unwrap().num_params();
         let without = cfg
             .clone()
             .with_skip_connections(false)
             .init(&device)
+            .unwrap()
             .num_params();
         // Each decoder block's first conv reads twice the channels with skips:
         // level 1: 8·8·9 extra weights, level 0: 4·4·9.
