@@ -284,7 +284,7 @@ fn fetch(url: &str) -> Result<Vec<u8>, String> {
     let response = ureq::get(url).call().map_err(|e| e.to_string())?;
     response
         .into_body()
-        .with_config()
+        .into_with_config()
         .limit(1 << 30)
         .read_to_vec()
         .map_err(|e| e.to_string())

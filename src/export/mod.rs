@@ -153,8 +153,8 @@ pub fn write_all_with(
     let geojson_path = out.claim(&format!("{stem}.geojson"))?;
     let csv_path = out.claim(&format!("{stem}_nuclei.csv"))?;
 
-    let rows = measure_nuclei(image, &nuclei)?;
-    let json = feature_collection(&nuclei, &rows, &config.geojson)?;
+    let rows = measure_nuclei(image, nuclei)?;
+    let json = feature_collection(nuclei, &rows, &config.geojson)?;
     let overlay = outline_overlay(image, &nuclei.labels, config.overlay.outline_color)?;
     let comparison = match truth {
         Some(t) => Some(comparison_overlay_with(

@@ -43,26 +43,24 @@ impl TilerConfig {
             reason,
         };
         if self.tile_size == 0 {
-            return Err(invalid("tile_size", "0".into(), "must be at least 1").into());
+            return Err(invalid("tile_size", "0".into(), "must be at least 1"));
         }
         if self.stride == 0 || self.stride > self.tile_size {
             return Err(invalid(
                 "stride",
                 self.stride.to_string(),
                 "must lie in 1..=tile_size (tiles may not leave gaps)",
-            )
-            .into());
+            ));
         }
         if self.batch_size == 0 {
-            return Err(invalid("batch_size", "0".into(), "must be at least 1").into());
+            return Err(invalid("batch_size", "0".into(), "must be at least 1"));
         }
         if !(0.0..1.0).contains(&self.match_iou) {
             return Err(invalid(
                 "match_iou",
                 self.match_iou.to_string(),
                 "must lie in [0, 1)",
-            )
-            .into());
+            ));
         }
         Ok(Tiler {
             config: self.clone(),
