@@ -9,7 +9,7 @@
 //! hidden `.NAME.*.tmp` file is left behind, and the destination is intact.
 //!
 //! The functions return [`std::io::Error`]; each area wraps it in its own error type with
-//! the path (e.g. [`DataError::io`](crate::data::DataError::io)).
+//! the path (e.g. [`DataError::Io`](crate::data::DataError::Io)).
 
 use std::{
     fs::{File, OpenOptions},

@@ -20,7 +20,7 @@
 //! configuration, normalizer) is checked against its SHA-256 in [`DEFAULT_MODEL_FILES`]
 //! before it is used. With the `download` feature, a model found nowhere is fetched from
 //! [`DEFAULT_MODEL_URL`] (or `$NUCSEG_MODEL_URL`) into the cache folder, each file checked
-//! before it is kept ([`download_default_model`]).
+//! before it is kept (`download_default_model`, present with the feature).
 
 use std::path::{Path, PathBuf};
 

@@ -2,7 +2,7 @@
 //! measurements (CSV for Excel / pandas), GeoJSON that QuPath imports as detections, and
 //! overlays for an image viewer.
 //!
-//! Everything starts from [`Nuclei`](crate::Nuclei): the instance label map that is written to disk
+//! Everything starts from [`Nuclei`]: the instance label map that is written to disk
 //! together with each nucleus's pixels cropped to its box, so that the CSV rows, the GeoJSON
 //! features and the label map's ids describe exactly the same pixels.
 //!

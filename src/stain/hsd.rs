@@ -67,7 +67,7 @@ pub fn rgb_to_hsd(rgb: [u8; 3]) -> [f32; 3] {
     od_to_hsd(rgb.map(optical_density))
 }
 
-/// The 8-bit RGB colour of an HSD triple (rounded, clamped; see [`intensity`](crate::colour::intensity)).
+/// The 8-bit RGB colour of an HSD triple (rounded, clamped; see [`intensity`]).
 #[inline]
 pub fn hsd_to_rgb(hsd: [f32; 3]) -> [u8; 3] {
     hsd_to_od(hsd).map(intensity)

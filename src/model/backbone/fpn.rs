@@ -81,7 +81,7 @@ fn fpn_conv(c_in: usize, c_out: usize, k: usize, device: &Device) -> Conv2d {
 /// Parameter paths follow torchvision's older `state_dict` layout: `inner_blocks.{i}.weight`
 /// / `.bias` (1×1 laterals, `i = 0` for C2) and `layer_blocks.{i}.weight` / `.bias` (3×3
 /// outputs). Newer torchvision writes `inner_blocks.{i}.0.weight`;
-/// [`super::weights::fpn_remaps`] maps both.
+/// [`fpn_remaps`](crate::model::io::fpn_remaps) maps both.
 #[derive(Module, Debug)]
 pub struct Fpn {
     /// 1×1 lateral convolutions, C2..C5 → `out_channels`.

@@ -126,7 +126,7 @@ impl FrozenBatchNorm2d {
 /// ([`NormKind`] chooses).
 ///
 /// Burn names enum variants in parameter paths (`bn1.FrozenBatchNorm.weight`,
-/// `bn1.GroupNorm.gamma`); [`super::weights::load_safetensors`] skips them, so torchvision's
+/// `bn1.GroupNorm.gamma`); [`load_safetensors`](crate::model::io::load_safetensors) skips them, so torchvision's
 /// `bn1.weight` maps onto either variant.
 #[derive(Module, Debug)]
 pub enum Norm2d {

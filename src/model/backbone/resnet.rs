@@ -233,7 +233,7 @@ impl Bottleneck {
 }
 
 /// One residual block. Burn names the variant in parameter paths
-/// (`layer1.0.Basic.conv1.weight`); [`super::weights::load_safetensors`] skips variant
+/// (`layer1.0.Basic.conv1.weight`); [`load_safetensors`](crate::model::io::load_safetensors) skips variant
 /// names, giving torchvision's `layer1.0.conv1.weight`.
 // A network holds blocks of one kind only, in `Vec`s: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]

@@ -8,7 +8,7 @@
 //! # Parameter paths
 //!
 //! The backbone's fields carry torchvision's names, so with enum variant names skipped
-//! (as [`load_safetensors`] does) a [`ResNet`](super::resnet::ResNet) has exactly the keys of
+//! (as [`load_safetensors`] does) a [`ResNet`](crate::model::backbone::ResNet) has exactly the keys of
 //! torchvision's `resnet*` body:
 //!
 //! | torchvision key | Burn path (variants skipped) | Burn path (as `collect(None, None, false)` lists it) |
@@ -20,7 +20,7 @@
 //! | `layer2.0.downsample.1.running_var` | same | `layer2.0.Basic.downsample.1.FrozenBatchNorm.running_var` |
 //! | `bn1.weight` (a group-norm network) | `bn1.gamma` (found via the adapter) | `bn1.GroupNorm.gamma` |
 //!
-//! An [`Fpn`](super::fpn::Fpn) has `inner_blocks.{i}.weight|bias` and
+//! An [`Fpn`](crate::model::backbone::Fpn) has `inner_blocks.{i}.weight|bias` and
 //! `layer_blocks.{i}.weight|bias` (torchvision ≤ 0.12 layout; newer torchvision inserts a
 //! `.0.` before the parameter name, which [`fpn_remaps`] removes).
 //!
@@ -101,7 +101,7 @@ impl fmt::Display for LoadReport {
 
 /// Loads a torchvision-style safetensors file into `module`.
 ///
-/// Keys are first rewritten by `remaps` (see the [module docs](self)), then matched against
+/// Keys are first rewritten by `remaps` (see the [module docs](crate::model::io)), then matched against
 /// the module's parameter paths with enum variant names skipped. PyTorch layouts are
 /// converted (`PyTorchToBurnAdapter`: `Linear` weights transposed, `weight`/`bias` of Burn's
 /// norm layers found under `gamma`/`beta`) and f16 / bf16 / f64 tensors are cast to f32.
@@ -278,7 +278,7 @@ fn escape(literal: &str) -> String {
 
 /// Moves a torchvision ResNet body stored under `src_prefix` (`""` for an ImageNet
 /// `resnet50` checkpoint, `"backbone.body."` for `maskrcnn_resnet50_fpn`) to `dst_prefix`
-/// (`""` when loading into a bare [`ResNet`](super::resnet::ResNet)). Only the body's
+/// (`""` when loading into a bare [`ResNet`](crate::model::backbone::ResNet)). Only the body's
 /// top-level names (`conv1`, `bn1`, `layer1`..`layer4`) move; the classifier `fc.*` stays
 /// and is ignored by [`load_safetensors`].
 pub fn resnet_remaps(src_prefix: &str, dst_prefix: &str) -> Vec<(String, String)> {
@@ -292,7 +292,7 @@ pub fn resnet_remaps(src_prefix: &str, dst_prefix: &str) -> Vec<(String, String)
 }
 
 /// Maps torchvision FPN keys under `src_prefix` (e.g. `"backbone.fpn."`) to an
-/// [`Fpn`](super::fpn::Fpn) under `dst_prefix`. Handles both layouts:
+/// [`Fpn`](crate::model::backbone::Fpn) under `dst_prefix`. Handles both layouts:
 /// `inner_blocks.{i}.0.weight` (torchvision ≥ 0.13, `Conv2dNormActivation`) and
 /// `inner_blocks.{i}.weight` (older), likewise `layer_blocks`.
 pub fn fpn_remaps(src_prefix: &str, dst_prefix: &str) -> Vec<(String, String)> {

@@ -3,7 +3,7 @@
 /// One tile of an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tile {
-    /// Position in [`Tiler::tiles`] (row-major).
+    /// Position in [`Tiler::tiles`](super::Tiler::tiles) (row-major).
     pub index: usize,
     /// Left column of the tile in the image.
     pub x0: u32,

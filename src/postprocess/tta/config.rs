@@ -82,7 +82,7 @@ pub enum UnmatchedPolicy {
     Majority,
 }
 
-/// Settings of [`TtaEnsemble`]; the defaults are the paper's (Sec. 2.4).
+/// Settings of [`TtaEnsemble`](super::TtaEnsemble); the defaults are the paper's (Sec. 2.4).
 #[derive(Config, Debug, PartialEq)]
 pub struct TtaConfig {
     /// Which views are segmented and voted.

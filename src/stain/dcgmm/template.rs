@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::mixture::GaussianMixture;
 use crate::stain::StainError;
 
-/// A template's per-cluster colour statistics, fitted once by [`Dcgmm::fit_template`] and
+/// A template's per-cluster colour statistics, fitted once by [`Dcgmm::fit_template`](super::Dcgmm::fit_template) and
 /// stored as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DcgmmTemplate {
