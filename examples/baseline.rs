@@ -28,6 +28,8 @@ struct Args {
     /// Replace existing outputs.
     #[arg(long)]
     overwrite: bool,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -35,12 +37,22 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
     let mut inputs = data::image_inputs(&args.images)?;
     if let Some(split) = args.split {
         let ids = split.ids();
         inputs.retain(|p| ids.contains(&nucseg::output::stem(p).as_str()));
     }
-    let out = OutputDir::create(&args.out, args.overwrite)?;
+    if inputs.is_empty() {
+        return Err(data::DataError::Dataset {
+            dir: args.images.clone(),
+            message: "no image of the selected split".into(),
+        }
+        .into());
+    }
+    let out = OutputDir::for_inputs(&args.out, args.overwrite, &inputs, |stem| {
+        vec![format!("{stem}.png")]
+    })?;
     let baseline = ClassicalBaseline::default();
     let start = Instant::now();
     let mut total = 0;

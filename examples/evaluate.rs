@@ -57,9 +57,14 @@ struct Args {
     /// Write the setup results as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
+    /// Replace an existing --csv file.
+    #[arg(long)]
+    overwrite: bool,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
     if let (Some(truth), Some(pred)) = (&args.truth, &args.pred) {
         let ids = args.split.map(|s| s.ids());
         let keep = |stem: &str| ids.as_ref().is_none_or(|ids| ids.contains(&stem));
@@ -80,6 +86,9 @@ fn run(args: Args) -> nucseg::Result<()> {
             print!("{}", evaluation.table());
         }
         return Ok(());
+    }
+    if let Some(path) = args.csv.as_ref().filter(|p| p.exists() && !args.overwrite) {
+        return Err(nucseg::data::DataError::WouldOverwrite { path: path.clone() }.into());
     }
     let setups: Vec<Preset> = match args.setups.as_deref() {
         None | Some("all") => Preset::ALL.to_vec(),

@@ -46,6 +46,8 @@ struct Args {
     /// Compute device for dcgmm: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -53,7 +55,11 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
     let inputs = image_inputs(&args.input)?;
+    let out = OutputDir::for_inputs(&args.out, args.overwrite, &inputs, |stem| {
+        vec![format!("{stem}.png"), format!("{stem}_before_after.png")]
+    })?;
     let device = args.device.device()?;
     let normalizer = build_normalizer(
         args.method,
@@ -62,7 +68,6 @@ fn run(args: Args) -> nucseg::Result<()> {
         &device,
     )?
     .unwrap_or_else(|| Box::new(IdentityNormalizer));
-    let out = OutputDir::create(&args.out, args.overwrite)?;
     for (i, path) in inputs.iter().enumerate() {
         let t = Instant::now();
         let image = read_rgb(path)?;

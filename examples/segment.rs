@@ -17,7 +17,7 @@ use common::{exit_code, progress_bar, truth_for};
 use nucseg::{
     backend::BackendKind,
     data::{image_inputs, read_rgb},
-    export::write_all,
+    export::{file_names, write_all},
     output::{stem, OutputDir},
     pipeline::{Pipeline, PipelineConfig},
     postprocess::{TilerConfig, TtaSet},
@@ -67,6 +67,8 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -74,6 +76,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
     let images = if args.images.is_empty() {
         vec![PathBuf::from(env!("CARGO_MANIFEST_DIR"))
             .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png")]
@@ -84,7 +87,11 @@ fn run(args: Args) -> nucseg::Result<()> {
             .collect::<Result<Vec<_>, _>>()?
             .concat()
     };
-    let out = OutputDir::create(&args.out, args.overwrite)?;
+    // Every output name is checked before the model loads.
+    let with_truth = args.truth.is_some();
+    let out = OutputDir::for_inputs(&args.out, args.overwrite, &images, |stem| {
+        file_names(stem, with_truth)
+    })?;
     let device = args.device.device()?;
     let bundle = match &args.model {
         Some(path) => load_bundle(path, &device)?,

@@ -31,9 +31,8 @@ use nucseg::{
     },
     output::OutputDir,
     pipeline::{Pipeline, Preset},
-    pretrained::normalizer_path,
     stain::{fit_classical, NormalizerKind, StainNormalizer},
-    train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
+    train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, TrainingImage},
 };
 
 #[derive(Parser)]
@@ -87,8 +86,11 @@ struct Args {
     /// Continue from the latest checkpoint in <out>/checkpoints.
     #[arg(long)]
     resume: bool,
-    /// Replace an existing model in <out>.
-    #[arg(long)]
+    /// Accept a --resume whose settings, data or normalizer differ from the saved run's.
+    #[arg(long, requires = "resume")]
+    allow_changes: bool,
+    /// Replace an existing model and the old checkpoints in <out>.
+    #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
     /// Checkpoint period in steps.
     #[arg(long, default_value_t = 250)]
@@ -99,6 +101,8 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -135,16 +139,31 @@ fn select(args: &Args) -> nucseg::Result<(Vec<SampleInfo>, Vec<SampleInfo>)> {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
     let started = Instant::now();
     let device = args.device.device()?;
     let out = OutputDir::create(&args.out, args.overwrite || args.resume)?;
     let model_path = out.claim("model.bpk")?;
     let f16_path = out.claim("model.safetensors")?;
+    let normalizer_file = out.claim("model.normalizer.json")?;
+    let config = MaskRcnnTrainingConfig::new()
+        .with_steps(args.steps)
+        .with_batch_size(args.batch)
+        .with_crop_size(args.crop)
+        .with_lr(args.lr)
+        .with_lr_steps(args.lr_steps.clone())
+        .with_checkpoint_every(args.checkpoint_every)
+        .with_seed(args.seed);
+    config.check()?; // before any image is read
     let (train, val) = select(&args)?;
     let normalizer = fit_classical(args.normalize, args.template.as_deref())?;
-    if let Some(n) = &normalizer {
-        n.save(&normalizer_path(&model_path))?;
-    }
+    let run_data = RunData {
+        images: train.iter().map(|s| s.id.clone()).collect(),
+        normalizer: match &normalizer {
+            Some(n) => serde_json::to_string(n).expect("plain numbers"),
+            None => "none".into(),
+        },
+    };
     let boxed = || {
         normalizer
             .clone()
@@ -161,22 +180,33 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.data.display()
     );
 
-    let config = MaskRcnnTrainingConfig::new()
-        .with_steps(args.steps)
-        .with_batch_size(args.batch)
-        .with_crop_size(args.crop)
-        .with_lr(args.lr)
-        .with_lr_steps(args.lr_steps.clone())
-        .with_checkpoint_every(args.checkpoint_every)
-        .with_seed(args.seed);
     let checkpoints = args.out.join("checkpoints");
-    let mut trainer = MaskRcnnTrainer::start(
-        &MaskRcnnConfig::preset(&args.preset)?,
-        config,
-        &device,
-        checkpoints,
-        args.resume,
-    )?;
+    let mode = match (args.resume, args.overwrite) {
+        (true, _) => StartMode::Resume {
+            allow_changes: args.allow_changes,
+        },
+        (false, true) => StartMode::Replace,
+        (false, false) => StartMode::Fresh,
+    };
+    // The network records the normalization it is trained with; the bundle is checked
+    // against it on load.
+    let network =
+        MaskRcnnConfig::preset(&args.preset)?.with_normalizer(Some(args.normalize.to_string()));
+    let mut trainer =
+        MaskRcnnTrainer::start(&network, config, &device, checkpoints, mode, run_data)?;
+    // Only now, with the run accepted, replace the normalizer of an earlier one.
+    match &normalizer {
+        Some(n) => n.save(&normalizer_file)?,
+        None if normalizer_file.exists() => {
+            std::fs::remove_file(&normalizer_file).map_err(|source| {
+                nucseg::data::DataError::Io {
+                    path: normalizer_file.clone(),
+                    source,
+                }
+            })?
+        }
+        None => {}
+    }
     println!(
         "model {} ({} parameters) on {}",
         args.preset,

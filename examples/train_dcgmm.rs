@@ -74,6 +74,11 @@ struct Args {
     /// its Kumar test images.
     #[arg(long)]
     eval_monuseg: Option<PathBuf>,
+    /// Replace an existing model, configuration and template at --out.
+    #[arg(long)]
+    overwrite: bool,
+    #[command(flatten)]
+    limits: common::ReadLimits,
 }
 
 fn main() -> ExitCode {
@@ -81,6 +86,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
+    // The model, its configuration and the template: checked before any work.
+    let template_out = args.out.with_extension("template.json");
+    let mut outputs = vec![args.out.clone(), args.out.with_extension("json")];
+    if args.template.is_some() {
+        outputs.push(template_out.clone());
+    }
+    if let Some(path) = outputs.into_iter().find(|p| p.exists() && !args.overwrite) {
+        return Err(nucseg::data::DataError::WouldOverwrite { path }.into());
+    }
     let device = args.device.device()?;
     let covariance = match args.covariance.to_ascii_lowercase().as_str() {
         "full" => CovarianceKind::Full,
@@ -142,9 +157,8 @@ fn run(args: Args) -> nucseg::Result<()> {
 
     if let Some(path) = &args.template {
         let template = model.fit_template(&read_rgb(path)?)?;
-        let out = args.out.with_extension("template.json");
-        template.save(&out)?;
-        println!("template {} → {}", path.display(), out.display());
+        template.save(&template_out)?;
+        println!("template {} → {}", path.display(), template_out.display());
     }
     if let Some(dir) = &args.eval_monuseg {
         evaluate_purity(&model, dir)?;

@@ -10,6 +10,8 @@ use crate::data::{write_label_map, DataError, LabelMap};
 pub struct OutputDir {
     dir: PathBuf,
     overwrite: bool,
+    /// Canonical paths of the inputs, which no output may replace.
+    inputs: Vec<PathBuf>,
 }
 
 impl OutputDir {
@@ -23,7 +25,11 @@ impl OutputDir {
             });
         }
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
-        Ok(OutputDir { dir, overwrite })
+        Ok(OutputDir {
+            dir,
+            overwrite,
+            inputs: Vec::new(),
+        })
     }
 
     /// The folder.
@@ -31,9 +37,54 @@ impl OutputDir {
         &self.dir
     }
 
-    /// The path of an output file, checked: an error if it exists and overwriting is off.
+    /// An output folder for results of `inputs`, every name checked before any work is
+    /// done: two inputs with one stem (their outputs would collide) are a
+    /// [`DataError::DuplicateStem`], each of `names(stem)` for each input is claimed
+    /// ([`claim`](Self::claim)), and no output may ever replace an input, even with
+    /// `overwrite`.
+    pub fn for_inputs(
+        dir: impl AsRef<Path>,
+        overwrite: bool,
+        inputs: &[PathBuf],
+        names: impl Fn(&str) -> Vec<String>,
+    ) -> Result<Self, DataError> {
+        let mut out = Self::create(dir, overwrite)?;
+        let mut seen = std::collections::BTreeMap::new();
+        for input in inputs {
+            if let Some(first) = seen.insert(stem(input), input) {
+                return Err(DataError::DuplicateStem {
+                    dir: out.dir.clone(),
+                    stem: stem(input),
+                    first: first.clone(),
+                    second: input.clone(),
+                });
+            }
+        }
+        out.inputs = inputs
+            .iter()
+            .filter_map(|p| p.canonicalize().ok())
+            .collect();
+        for input in inputs {
+            for name in names(&stem(input)) {
+                out.claim(&name)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The path of an output file, checked: an error if it exists and overwriting is off,
+    /// and always if it is one of the inputs given to [`for_inputs`](Self::for_inputs).
     pub fn claim(&self, file_name: &str) -> Result<PathBuf, DataError> {
         let path = self.dir.join(file_name);
+        if !self.inputs.is_empty() {
+            let target = path
+                .canonicalize()
+                .ok()
+                .or_else(|| self.dir.canonicalize().ok().map(|d| d.join(file_name)));
+            if target.is_some_and(|t| self.inputs.contains(&t)) {
+                return Err(DataError::WouldReplaceInput { path });
+            }
+        }
         if !self.overwrite && path.exists() {
             return Err(DataError::WouldOverwrite { path });
         }

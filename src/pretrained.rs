@@ -28,6 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     backend::Device,
+    io::config_path,
     model::{io::load_any, MaskRcnn, ModelError},
     pipeline::{Pipeline, PipelineConfig},
     stain::{build_normalizer, FittedClassical, NormalizerKind, StainError, StainNormalizer},
@@ -46,7 +47,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
     (
         "nucseg-default.json",
-        "00a8173f47b94f677758a65fefb84f52c28002ebdbccc1d341acfce32f3f1797",
+        "0ead24f26ad6a13329d2d7ae4582d19c29d4239fa9c83443998a0f514525df29",
     ),
     (
         "nucseg-default.normalizer.json",
@@ -300,6 +301,32 @@ pub fn load_bundle(weights: &Path, device: &Device) -> crate::Result<ModelBundle
     } else {
         None
     };
+    // The configuration records what the network was trained with; the files must agree.
+    let found = normalizer.as_ref().map_or("none", |n| n.name());
+    if let Some(recorded) = model.config.normalizer.as_deref() {
+        if recorded != found {
+            let reason = match (recorded, &normalizer) {
+                ("none", Some(_)) => "the model was trained without stain normalization, \
+                     but this normalizer file is present (a stale file from an earlier run?); \
+                     remove it"
+                    .to_string(),
+                (kind, None) => format!(
+                    "the model was trained with {kind} normalization, but its normalizer \
+                     file is missing; restore it, or choose a normalization explicitly"
+                ),
+                (kind, Some(_)) => format!(
+                    "holds a {found} normalizer, but the model was trained with {kind} \
+                     (configuration {})",
+                    config_path(weights).display()
+                ),
+            };
+            return Err(ModelError::WeightFile {
+                path: normalizer_path,
+                reason,
+            }
+            .into());
+        }
+    }
     Ok(ModelBundle {
         model,
         normalizer,

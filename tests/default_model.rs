@@ -111,3 +111,39 @@ fn the_checksum_covers_the_configuration_and_the_normalizer() {
         std::fs::remove_dir_all(&dir).ok();
     }
 }
+
+#[test]
+fn a_missing_or_stale_normalizer_file_is_refused_on_load() {
+    let device = BackendKind::Cpu.device().unwrap();
+    let dir = copy_of_default_model("normalizer-record");
+    let weights = dir.join(DEFAULT_MODEL_FILES[0].0);
+    let normalizer = dir.join(DEFAULT_MODEL_FILES[2].0);
+    let config = dir.join(DEFAULT_MODEL_FILES[1].0);
+    assert_eq!(
+        load_bundle(&weights, &device).unwrap().normalizer.map(|n| {
+            use nucseg::stain::StainNormalizer;
+            n.name()
+        }),
+        Some("macenko")
+    );
+    // Trained with Macenko, the normalizer file gone: no silent unnormalized run.
+    let saved = std::fs::read(&normalizer).unwrap();
+    std::fs::remove_file(&normalizer).unwrap();
+    let err = load_bundle(&weights, &device).unwrap_err().to_string();
+    assert!(
+        err.contains("trained with macenko") && err.contains("normalizer.json"),
+        "{err}"
+    );
+    // Recorded as trained without normalization, a normalizer file present: stale.
+    std::fs::write(&normalizer, &saved).unwrap();
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(text.contains("\"normalizer\": \"macenko\""));
+    std::fs::write(&config, text.replace("\"macenko\"", "\"none\"")).unwrap();
+    let err = load_bundle(&weights, &device).unwrap_err().to_string();
+    assert!(err.contains("stale") && !err.contains('\n'), "{err}");
+    // Recorded as Reinhard, the file is Macenko: a mismatch.
+    std::fs::write(&config, text.replace("\"macenko\"", "\"reinhard\"")).unwrap();
+    let err = load_bundle(&weights, &device).unwrap_err().to_string();
+    assert!(err.contains("holds a macenko normalizer"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
+}

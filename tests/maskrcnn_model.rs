@@ -266,53 +266,219 @@ fn f16_safetensors_round_trip_is_close() {
     }
 }
 
-#[test]
-fn diverging_training_stops_with_the_last_good_checkpoint() {
-    use nucseg::train::TrainError;
-    let device = Device::flex();
-    device.seed(3);
+/// `model` with one convolution weight set to NaN: a NaN injected into a running
+/// training, through Burn's public module mapper.
+fn poisoned(model: &MaskRcnn) -> MaskRcnn {
+    use nucseg::burn::module::{Module, ModuleMapper, Param};
+    use nucseg::burn::tensor::Tensor;
+    struct Poison(bool);
+    impl ModuleMapper for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            if self.0 || D != 4 {
+                return param;
+            }
+            self.0 = true;
+            param.map(|t| t.clone() * f32::NAN)
+        }
+    }
+    model.clone().map(&mut Poison(false))
+}
+
+fn one_image() -> Vec<TrainingImage> {
     let (image, labels) = tile(64, 64);
-    let data = vec![TrainingImage {
+    vec![TrainingImage {
         id: "t".into(),
         image,
         labels,
-    }];
-    let dir = common::tmp_dir("diverge");
-    let config = MaskRcnnTrainingConfig::new()
+    }]
+}
+
+fn quick_config() -> MaskRcnnTrainingConfig {
+    MaskRcnnTrainingConfig::new()
         .with_batch_size(1)
         .with_crop_size(64)
-        .with_steps(20)
+        .with_steps(2)
         .with_warmup_steps(0)
-        .with_lr(1e9)
-        .with_grad_clip_norm(None)
-        .with_checkpoint_every(1);
+        .with_lr(0.01)
+        .with_checkpoint_every(1)
+}
+
+#[test]
+fn an_injected_nan_stops_training_with_the_last_good_checkpoint_intact() {
+    use nucseg::train::TrainError;
+    let device = Device::flex();
+    device.seed(3);
+    let data = one_image();
+    let dir = common::tmp_dir("diverge");
     let model = MaskRcnnConfig::tiny().init(&device).unwrap();
-    let mut trainer = MaskRcnnTrainer::new(model, config, &device, Some(dir.clone())).unwrap();
-    let err = trainer.train(&data, |_| {}).unwrap_err();
-    let TrainError::NonFinite {
-        step, checkpoint, ..
-    } = &err
-    else {
-        panic!("{err}")
-    };
-    assert!(*step >= 2, "the first step starts from finite weights");
-    assert_eq!(
-        trainer.step(),
-        step - 1,
-        "the failing step did not update the model"
-    );
+    let mut good = MaskRcnnTrainer::new(model, quick_config(), &device, Some(dir.clone())).unwrap();
+    good.train(&data, |_| {}).unwrap();
     let latest = std::fs::read_to_string(dir.join("latest")).unwrap();
-    assert!(
-        checkpoint.ends_with(latest.trim()),
-        "{checkpoint} vs {latest}"
-    );
-    assert!(err.to_string().contains("non-finite loss"), "{err}");
-    // The last good checkpoint loads and resumes.
-    let resumed = MaskRcnnTrainer::resume(
-        MaskRcnnTrainingConfig::new().with_crop_size(64),
+    assert_eq!(latest.trim(), "step-0000002");
+    let saved = std::fs::read(dir.join("step-0000002/model.bpk")).unwrap();
+
+    // The same folder, the model poisoned: the loss is NaN at the first step.
+    let mut bad = MaskRcnnTrainer::new(
+        poisoned(good.model()),
+        quick_config().with_steps(10),
         &device,
-        dir,
+        Some(dir.clone()),
     )
     .unwrap();
-    assert_eq!(resumed.step(), step - 1);
+    // A checkpoint of non-finite parameters is refused outright ...
+    let err = bad.checkpoint().unwrap_err();
+    assert!(
+        matches!(err, TrainError::NonFinite { step: 0, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("parameters"), "{err}");
+    assert!(!dir.join("step-0000000").exists());
+    // ... and training stops at the first non-finite loss without an update.
+    let err = bad.train(&data, |_| {}).unwrap_err();
+    let TrainError::NonFinite { step, .. } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!((*step, bad.step()), (1, 0), "{err}");
+    assert!(err.to_string().contains("non-finite values"), "{err}");
+    // The good checkpoint is untouched, still the latest, and resumes.
+    assert_eq!(
+        std::fs::read_to_string(dir.join("latest")).unwrap().trim(),
+        "step-0000002"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("step-0000002/model.bpk")).unwrap(),
+        saved
+    );
+    let mut resumed = MaskRcnnTrainer::resume(quick_config().with_steps(3), &device, dir).unwrap();
+    assert_eq!(resumed.step(), 2);
+    let report = resumed.train_step(&data).unwrap();
+    assert!(report.total.is_finite());
+}
+
+#[test]
+fn absurd_hyper_parameters_are_refused_before_training() {
+    let device = Device::flex();
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    for (config, field) in [
+        (quick_config().with_lr(f64::INFINITY), "lr"),
+        (quick_config().with_lr(f64::NAN), "lr"),
+        (quick_config().with_lr(1e9), "lr"),
+        (quick_config().with_lr(0.0), "lr"),
+        (quick_config().with_momentum(1.5), "momentum"),
+        (quick_config().with_weight_decay(f64::NAN), "weight decay"),
+        (quick_config().with_grad_clip_norm(Some(f32::NAN)), "clip"),
+        (quick_config().with_stain_jitter(-1.0), "stain jitter"),
+        (quick_config().with_crop_size(33), "crop size"),
+        (quick_config().with_batch_size(0), "batch size"),
+    ] {
+        let err = MaskRcnnTrainer::new(model.clone(), config, &device, None)
+            .err()
+            .unwrap_or_else(|| panic!("{field}: accepted"));
+        let text = err.to_string();
+        assert!(matches!(err, ModelError::InvalidConfig(_)), "{text}");
+        assert!(text.contains(field), "{field}: {text}");
+    }
+    assert!(MaskRcnnTrainer::new(model, quick_config(), &device, None).is_ok());
+}
+
+#[test]
+fn a_new_run_refuses_an_old_runs_folder_and_resume_checks_the_settings() {
+    use nucseg::train::{RunData, StartMode};
+    let device = Device::flex();
+    device.seed(4);
+    let data = one_image();
+    let dir = common::tmp_dir("old-run");
+    let run = RunData {
+        images: vec!["t".into()],
+        normalizer: "none".into(),
+    };
+    let tiny = MaskRcnnConfig::tiny();
+    let start = |config: MaskRcnnTrainingConfig, mode, run: RunData| {
+        MaskRcnnTrainer::start(&tiny, config, &device, dir.clone(), mode, run)
+    };
+    // An old run that went further than the new one will: step 5.
+    let mut old = start(
+        quick_config().with_steps(5).with_checkpoint_every(5),
+        StartMode::Fresh,
+        run.clone(),
+    )
+    .unwrap();
+    old.train(&data, |_| {}).unwrap();
+    assert!(dir.join("step-0000005").is_dir());
+
+    let err = start(quick_config(), StartMode::Fresh, run.clone())
+        .err()
+        .unwrap();
+    assert!(matches!(err, ModelError::CheckpointsExist { .. }), "{err}");
+    assert!(err.to_string().contains("old-run"), "{err}");
+    assert!(dir.join("step-0000005").is_dir(), "nothing was removed");
+
+    // Resume with other settings or data: refused unless allowed.
+    let resume = StartMode::Resume {
+        allow_changes: false,
+    };
+    let err = start(quick_config().with_lr(0.02), resume, run.clone())
+        .err()
+        .unwrap();
+    assert!(matches!(err, ModelError::ResumeMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("lr 0.01 → 0.02"), "{err}");
+    let other_data = RunData {
+        normalizer: "macenko".into(),
+        ..run.clone()
+    };
+    let err = start(quick_config(), resume, other_data.clone())
+        .err()
+        .unwrap();
+    assert!(
+        err.to_string().contains("normalizer none → macenko"),
+        "{err}"
+    );
+    let allowed = StartMode::Resume {
+        allow_changes: true,
+    };
+    assert_eq!(
+        start(quick_config(), allowed, other_data).unwrap().step(),
+        5
+    );
+    // More steps is an extension, not a change.
+    assert_eq!(
+        start(quick_config().with_steps(9), resume, run.clone())
+            .unwrap()
+            .step(),
+        5
+    );
+
+    // Replacing: the old checkpoints go first, and the new run's survive pruning.
+    let mut new = start(quick_config().with_steps(3), StartMode::Replace, run).unwrap();
+    assert!(!dir.join("step-0000005").exists());
+    new.train(&data, |_| {}).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["latest", "step-0000002", "step-0000003"]);
+}
+
+#[test]
+fn weights_with_tensors_the_network_does_not_use_are_refused() {
+    use nucseg::model::io::{load_model_safetensors, save_model_f16};
+    let device = Device::flex();
+    let dir = common::tmp_dir("partial-weights");
+    let big = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let path = dir.join("m.safetensors");
+    save_model_f16(&big, &path).unwrap();
+    // A configuration describing a smaller mask head: every tensor it needs is in the
+    // file, with the right shape, and the file holds one more layer.
+    let mut config = big.config.clone();
+    config.mask_head_layers.pop();
+    assert!(!config.mask_head_layers.is_empty());
+    nucseg::burn::config::Config::save(&config, dir.join("m.json")).unwrap();
+    let err = load_model_safetensors(&path, &device).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("unexpected key"), "{text}");
+    assert!(
+        !text.contains("allow_partial") && !text.contains('\n'),
+        "{text}"
+    );
 }

@@ -16,7 +16,7 @@ use nucseg::data::{DataError, MaskKind, TruthFile};
 /// The exit code of a program's `run`: on error, prints `error: <message>` on one line to
 /// stderr (with the command-line option that helps, where one does) and returns failure (1).
 pub fn exit_code(result: nucseg::Result<()>) -> ExitCode {
-    use nucseg::{stain::StainError, Error};
+    use nucseg::{model::ModelError, stain::StainError, Error};
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -24,7 +24,14 @@ pub fn exit_code(result: nucseg::Result<()>) -> ExitCode {
                 Error::Data(DataError::WouldOverwrite { .. }) => {
                     " (pass --overwrite to replace it)"
                 }
+                Error::Data(DataError::TooLarge { .. }) => " (with --max-pixels)",
                 Error::Stain(StainError::TemplateNeeded { .. }) => " (give one with --template)",
+                Error::Model(ModelError::CheckpointsExist { .. }) => {
+                    " (--resume continues it, --overwrite starts over)"
+                }
+                Error::Model(ModelError::ResumeMismatch { .. }) => {
+                    " (--allow-changes accepts them)"
+                }
                 _ => "",
             };
             eprintln!("error: {e}{hint}");
@@ -54,11 +61,36 @@ pub fn truth_for(truth: &Path, image: &Path) -> Result<Option<TruthFile>, DataEr
         });
     }
     let stem = nucseg::output::stem(image);
-    Ok(["png", "tif", "tiff", "xml"]
+    let found: Vec<PathBuf> = ["png", "tif", "tiff", "xml"]
         .iter()
         .map(|ext| truth.join(format!("{stem}.{ext}")))
-        .find(|p| p.is_file())
-        .map(as_truth))
+        .filter(|p| p.is_file())
+        .collect();
+    if let [first, second, ..] = found.as_slice() {
+        return Err(DataError::DuplicateStem {
+            dir: truth.to_path_buf(),
+            stem,
+            first: first.clone(),
+            second: second.clone(),
+        });
+    }
+    Ok(found.into_iter().next().map(as_truth))
+}
+
+/// `--max-pixels`, shared by every program that reads images.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct ReadLimits {
+    /// Largest image decoded, in pixels (width × height); a file declaring more is refused
+    /// before decoding (a corrupt header or a decompression bomb would exhaust memory).
+    #[arg(long, default_value_t = nucseg::data::DEFAULT_MAX_PIXELS)]
+    pub max_pixels: u64,
+}
+
+impl ReadLimits {
+    /// Makes this the process-wide budget ([`nucseg::data::set_max_pixels`]).
+    pub fn apply(&self) {
+        nucseg::data::set_max_pixels(self.max_pixels);
+    }
 }
 
 /// A terminal progress bar over `len` items, labelled `what`, with elapsed time, rate and

@@ -173,11 +173,16 @@ impl TruthFile {
         }
     }
 
-    /// Reads the truth; an XML file is rasterized at `size` (the image's width, height).
+    /// Reads the truth; an XML file is rasterized at `size` (the image's width, height),
+    /// an error if any of its polygons lies wholly outside that image.
     pub fn read(&self, size: (u32, u32)) -> Result<LabelMap, DataError> {
         match self {
             TruthFile::LabelMap(p, kind) => read_instance_mask(p, *kind),
-            TruthFile::Xml(p) => Ok(read_monuseg_xml(p)?.to_label_map(size.0, size.1)),
+            TruthFile::Xml(p) => {
+                let annotation = read_monuseg_xml(p)?;
+                annotation.check_inside(p, size.0, size.1)?;
+                Ok(annotation.to_label_map(size.0, size.1))
+            }
         }
     }
 }
@@ -439,7 +444,8 @@ fn first_dir(root: &Path, names: &[&str]) -> Option<PathBuf> {
 }
 
 /// Files of a folder with one of `extensions`, keyed by stem. A missing folder is empty
-/// (an empty path means "no folder").
+/// (an empty path means "no folder"); two files with one stem (`x.png`, `x.jpg`) are a
+/// [`DataError::DuplicateStem`], never a silent choice.
 pub(crate) fn list_files(
     dir: &Path,
     extensions: &[&str],
@@ -455,10 +461,25 @@ pub(crate) fn list_files(
             .extension()
             .and_then(|e| e.to_str())
             .map(|e| e.to_ascii_lowercase());
-        let stem = path.file_stem().and_then(|s| s.to_str());
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(str::to_string);
         if let (Some(ext), Some(stem)) = (ext, stem) {
             if extensions.contains(&ext.as_str()) && !stem.starts_with('.') && path.is_file() {
-                out.insert(stem.to_string(), path);
+                if let Some(first) = out.insert(stem.clone(), path.clone()) {
+                    let (first, second) = if first < path {
+                        (first, path)
+                    } else {
+                        (path, first)
+                    };
+                    return Err(DataError::DuplicateStem {
+                        dir: dir.to_path_buf(),
+                        stem,
+                        first,
+                        second,
+                    });
+                }
             }
         }
     }

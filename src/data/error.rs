@@ -20,6 +20,40 @@ pub enum DataError {
         /// The decoder's message.
         message: String,
     },
+    /// The file declares more pixels than the budget allows ([`crate::data::max_pixels`]).
+    #[error(
+        "{}: image is {width}x{height} = {} pixels, over the limit of {max_pixels} \
+         (a corrupt or malicious header, or a whole slide, which is read tile by tile); \
+         raise the limit if the image is real",
+        path.display(), u64::from(*width) * u64::from(*height)
+    )]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// The budget.
+        max_pixels: u64,
+    },
+    /// Two files of one folder share a stem, so which one is meant is ambiguous.
+    #[error(
+        "{}: {} and {} share the name '{stem}'; keep one of them",
+        dir.display(),
+        first.file_name().unwrap_or_default().to_string_lossy(),
+        second.file_name().unwrap_or_default().to_string_lossy()
+    )]
+    DuplicateStem {
+        /// The folder.
+        dir: PathBuf,
+        /// The shared stem.
+        stem: String,
+        /// One file.
+        first: PathBuf,
+        /// The other.
+        second: PathBuf,
+    },
     /// A greyscale image where an RGB H&E image was expected.
     #[error(
         "{}: greyscale image ({channels} channel(s)); nucseg expects an RGB H&E image \
@@ -114,6 +148,15 @@ pub enum DataError {
     #[error("{} already exists and overwriting was not allowed", path.display())]
     WouldOverwrite {
         /// The existing file.
+        path: PathBuf,
+    },
+    /// An output would replace one of the inputs.
+    #[error(
+        "{} is one of the input files and would be replaced; write the outputs to another folder",
+        path.display()
+    )]
+    WouldReplaceInput {
+        /// The input file.
         path: PathBuf,
     },
     /// A buffer whose length does not match the stated size.

@@ -7,7 +7,7 @@ use ndarray::{Array2, ArrayView2};
 
 use super::{
     components::{connected_components, Connectivity},
-    image_io::decode,
+    image_io::{check_pixels, decode, max_pixels},
     write_atomically, DataError,
 };
 
@@ -259,7 +259,8 @@ pub enum MaskKind {
     Auto,
 }
 
-/// Reads an instance label map: 8- or 16-bit greyscale PNG / TIFF, or 32-bit TIFF.
+/// Reads an instance label map: 8- or 16-bit greyscale PNG / TIFF, or 32-bit TIFF, within
+/// the pixel budget ([`max_pixels`](crate::data::max_pixels)).
 pub fn read_label_map(path: impl AsRef<Path>) -> Result<LabelMap, DataError> {
     let path = path.as_ref();
     if is_tiff(path) {
@@ -333,6 +334,13 @@ fn read_tiff_label_map(path: &Path) -> Result<LabelMap, DataError> {
     };
     let mut decoder = Decoder::new(std::io::BufReader::new(file)).map_err(tiff_err)?;
     let (w, h) = decoder.dimensions().map_err(tiff_err)?;
+    check_pixels(path, w, h, max_pixels())?;
+    // The reader's default 256 MiB buffer would refuse a 32-bit map over ~67 Mpx, such as
+    // `segment`'s own output for a large tile: the pixel budget is the limit instead.
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size =
+        usize::try_from(u64::from(w) * u64::from(h) * 8).unwrap_or(usize::MAX);
+    let mut decoder = decoder.with_limits(limits);
     let color = decoder.colortype().map_err(tiff_err)?;
     if !matches!(color, tiff::ColorType::Gray(_)) {
         return Err(DataError::NotALabelMap {

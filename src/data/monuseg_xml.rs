@@ -111,6 +111,60 @@ impl MonusegAnnotation {
         }
         map
     }
+
+    /// The smallest canvas `(width, height)` holding every vertex (at least 1 × 1), for
+    /// rasterizing without an image to take the size from; a [`DataError::TooLarge`] naming
+    /// `path` when that canvas exceeds the pixel budget ([`crate::data::max_pixels`]), as
+    /// slide-level coordinates would.
+    pub fn extent(&self, path: &Path) -> Result<(u32, u32), DataError> {
+        let (w, h) = self
+            .polygons
+            .iter()
+            .flat_map(|p| &p.vertices)
+            .fold((1.0f64, 1.0f64), |(w, h), v| {
+                (w.max(v.0.ceil() + 1.0), h.max(v.1.ceil() + 1.0))
+            });
+        let side = |v: f64| {
+            if v >= f64::from(u32::MAX) {
+                u32::MAX
+            } else {
+                v as u32
+            }
+        };
+        let (w, h) = (side(w), side(h));
+        super::image_io::check_pixels(path, w, h, super::max_pixels())?;
+        Ok((w, h))
+    }
+
+    /// An error naming `path` when any polygon lies wholly outside a `width × height`
+    /// image (no pixel centre could be inside it): an annotation of another image, or in
+    /// slide coordinates. Polygons that only overhang the border (MoNuSeg's edge nuclei
+    /// reach up to 3 px past it) are clipped as usual.
+    pub fn check_inside(&self, path: &Path, width: u32, height: u32) -> Result<(), DataError> {
+        let (w, h) = (f64::from(width), f64::from(height));
+        let outside = self
+            .polygons
+            .iter()
+            .filter(|p| {
+                let (mut x0, mut y0, mut x1, mut y1) = (f64::MAX, f64::MAX, f64::MIN, f64::MIN);
+                for &(x, y) in &p.vertices {
+                    (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
+                }
+                x1 < 0.0 || y1 < 0.0 || x0 > w - 1.0 || y0 > h - 1.0
+            })
+            .count();
+        if outside > 0 {
+            return Err(DataError::Xml {
+                path: path.to_path_buf(),
+                message: format!(
+                    "{outside} of {} regions lie wholly outside the {width}x{height} image \
+                     (an annotation of another image, or slide coordinates?)",
+                    self.polygons.len()
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Polygon {

@@ -104,6 +104,22 @@ pub struct ExportedFiles {
     pub count: usize,
 }
 
+/// The names [`write_all`] gives the files of image `stem` (the label map as `.png`, which
+/// becomes `.tif` above 65535 nuclei), with the comparison overlay when `with_truth`: what
+/// a program claims up front with [`OutputDir::for_inputs`].
+pub fn file_names(stem: &str, with_truth: bool) -> Vec<String> {
+    let mut names = vec![
+        format!("{stem}_labels.png"),
+        format!("{stem}_overlay.png"),
+        format!("{stem}.geojson"),
+        format!("{stem}_nuclei.csv"),
+    ];
+    if with_truth {
+        names.push(format!("{stem}_comparison.png"));
+    }
+    names
+}
+
 /// Writes everything for one image into `out`, with the default [`ExportConfig`]: see
 /// [`write_all_with`].
 pub fn write_all(

@@ -1,6 +1,7 @@
 //! Scoring a folder of predicted label maps against a folder of ground truth.
 
 use std::{
+    collections::BTreeMap,
     fmt::Write as _,
     path::{Path, PathBuf},
 };
@@ -35,7 +36,9 @@ pub struct Evaluation {
 
 /// Scores every truth file in `truth_dir` (label maps `.png` / `.tif`, or MoNuSeg `.xml`
 /// rasterized at the prediction's size) against the prediction of the same stem in
-/// `pred_dir`. A missing prediction counts as an empty one and is flagged, not skipped.
+/// `pred_dir` (`<stem>.png` or `segment`'s `<stem>_labels.png`; `.tif` alike). A missing
+/// prediction counts as an empty one and is flagged, not skipped; a folder where no
+/// prediction matches any truth is an error (the wrong folder, or other names).
 pub fn evaluate_folders(
     truth_dir: impl AsRef<Path>,
     pred_dir: impl AsRef<Path>,
@@ -64,6 +67,38 @@ pub fn evaluate_folders_where(
         }
         .into());
     }
+    // A prediction is `<stem>.png` (what `baseline` and `Pipeline::evaluate` write) or
+    // `<stem>_labels.png` (what `segment` writes); `.tif` alike.
+    let mut paired = BTreeMap::new();
+    for stem in truths.keys() {
+        let plain = preds.get(stem.as_str());
+        let labels = preds.get(format!("{stem}{LABELS_SUFFIX}").as_str());
+        if let (Some(a), Some(b)) = (plain, labels) {
+            return Err(crate::data::DataError::DuplicateStem {
+                dir: pred_dir.to_path_buf(),
+                stem: stem.clone(),
+                first: a.clone(),
+                second: b.clone(),
+            }
+            .into());
+        }
+        if let Some(p) = plain.or(labels) {
+            paired.insert(stem.clone(), p.clone());
+        }
+    }
+    if paired.is_empty() {
+        return Err(crate::data::DataError::Pairing {
+            dir: pred_dir.to_path_buf(),
+            message: format!(
+                "no prediction matches any of the {} truth file(s) in {} (expected \
+                 <stem>.png or <stem>{LABELS_SUFFIX}.png / .tif for a truth <stem>, e.g. {})",
+                truths.len(),
+                truth_dir.display(),
+                truths.keys().next().map_or("", String::as_str)
+            ),
+        }
+        .into());
+    }
     let mut images = Vec::new();
     for (stem, truth_path) in &truths {
         let truth_file = if truth_path
@@ -74,31 +109,26 @@ pub fn evaluate_folders_where(
         } else {
             TruthFile::LabelMap(truth_path.clone(), MaskKind::Auto)
         };
-        let pred = preds.get(stem).map(read_label_map).transpose()?;
+        let pred_path = paired.get(stem);
+        let pred = pred_path.map(read_label_map).transpose()?;
         let truth = match (&truth_file, &pred) {
             (TruthFile::Xml(p), None) => {
                 // No prediction to take the size from: any canvas holding every polygon
                 // gives the same scores against an empty prediction.
-                let ann = read_monuseg_xml(p)?;
-                let (w, h) = ann
-                    .polygons
-                    .iter()
-                    .flat_map(|p| &p.vertices)
-                    .fold((1.0f64, 1.0f64), |(w, h), v| {
-                        (w.max(v.0.ceil()), h.max(v.1.ceil()))
-                    });
-                ann.to_label_map(w as u32, h as u32)
+                let annotation = read_monuseg_xml(p)?;
+                let (w, h) = annotation.extent(p)?;
+                annotation.to_label_map(w, h)
             }
             (t, Some(p)) => t.read(p.dimensions())?,
             (t, None) => t.read((0, 0))?,
         };
         let prediction_missing = pred.is_none();
         let pred = pred.unwrap_or_else(|| LabelMap::new(truth.width(), truth.height()));
-        if pred.dimensions() != truth.dimensions() {
+        if let (Some(pred_path), false) = (pred_path, pred.dimensions() == truth.dimensions()) {
             return Err(crate::data::DataError::SizeMismatch {
                 a: truth_path.clone(),
                 a_size: truth.dimensions(),
-                b: preds[stem].clone(),
+                b: pred_path.clone(),
                 b_size: pred.dimensions(),
             }
             .into());
@@ -109,15 +139,15 @@ pub fn evaluate_folders_where(
             prediction_missing,
         });
     }
-    let unmatched_predictions = preds
-        .iter()
-        .filter(|(s, _)| !truths.contains_key(*s))
-        .map(|(_, p)| p.clone())
-        .collect();
+    let used: Vec<&PathBuf> = paired.values().collect();
+    let unmatched_predictions = preds.into_values().filter(|p| !used.contains(&p)).collect();
     let mut evaluation = Evaluation::from_images(images);
     evaluation.unmatched_predictions = unmatched_predictions;
     Ok(evaluation)
 }
+
+/// The suffix `segment` gives its label maps (`<stem>_labels.png`).
+const LABELS_SUFFIX: &str = "_labels";
 
 impl Evaluation {
     /// Summarizes already scored images.

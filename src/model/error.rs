@@ -17,6 +17,30 @@ pub enum ModelError {
         /// What went wrong (I/O error, corrupt header, ...).
         reason: String,
     },
+    /// A new training run in a folder that holds another run's checkpoints.
+    #[error(
+        "{} holds {found} checkpoint entr{} of an earlier run; resume that run, or allow \
+         replacing it",
+        dir.display(), if *found == 1 { "y" } else { "ies" }
+    )]
+    CheckpointsExist {
+        /// The checkpoint folder.
+        dir: PathBuf,
+        /// `step-*` folders and `latest` files found.
+        found: usize,
+    },
+    /// A resumed run whose settings or data differ from the saved run's.
+    #[error(
+        "cannot resume {} exactly: the saved run differs in {differences}; use the saved \
+         settings, or allow the changes",
+        dir.display()
+    )]
+    ResumeMismatch {
+        /// The checkpoint.
+        dir: PathBuf,
+        /// What differs, `name saved → now`.
+        differences: String,
+    },
     /// A key remap pattern is not a valid regular expression.
     #[error("invalid key remap pattern `{pattern}`: {reason}")]
     BadRemap {
@@ -38,7 +62,7 @@ pub enum ModelError {
     /// The file's keys do not match the model's parameters (strict loading).
     #[error(
         "weight file {} does not match the model: {} missing key(s) [{}]; {} unexpected key(s) [{}]",
-        path.display(), missing.len(), missing.join(", "), unexpected.len(), unexpected.join(", ")
+        path.display(), missing.len(), short_list(missing), unexpected.len(), short_list(unexpected)
     )]
     KeyMismatch {
         /// The file.
@@ -92,4 +116,13 @@ impl std::fmt::Display for TensorShapeMismatch {
             self.file_key, self.found, self.key, self.expected
         )
     }
+}
+
+/// The first few names of a list, then how many more: keeps an error on one line.
+fn short_list(names: &[String]) -> String {
+    let mut s = names.iter().take(4).cloned().collect::<Vec<_>>().join(", ");
+    if names.len() > 4 {
+        s.push_str(&format!(", … {} more", names.len() - 4));
+    }
+    s
 }

@@ -68,6 +68,10 @@ pub struct MaskRcnnConfig {
     /// RoIs per chunk through the mask head at inference (bounds memory).
     #[config(default = 256)]
     pub mask_chunk: usize,
+    /// The stain normalization the network was trained with (`"none"`, `"macenko"`,
+    /// `"reinhard"`, `"dcgmm"`), recorded so that a bundle missing its normalizer file, or
+    /// carrying a stale one, is an error on load; `None` in files of older versions.
+    pub normalizer: Option<String>,
 }
 
 impl MaskRcnnConfig {
@@ -128,9 +132,14 @@ impl MaskRcnnConfig {
                 self.num_classes
             )));
         }
-        if self.size_divisibility == 0 || self.pixel_std.iter().any(|&s| s <= 0.0) {
+        if !(1..=1024).contains(&self.size_divisibility)
+            || self.pixel_std.iter().any(|&s| !(s > 0.0 && s.is_finite()))
+            || self.pixel_mean.iter().any(|m| !m.is_finite())
+        {
             return Err(ModelError::InvalidConfig(
-                "size_divisibility and pixel_std must be positive".into(),
+                "size_divisibility must lie in 1..=1024, pixel_std be positive and finite, \
+                 pixel_mean finite"
+                    .into(),
             ));
         }
         let backbone = self.backbone.init(device)?;

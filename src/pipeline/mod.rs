@@ -59,6 +59,15 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         segmenter: S,
         normalizer: Option<Box<dyn StainNormalizer>>,
     ) -> crate::Result<Self> {
+        if !(0.0..=1.0).contains(&config.min_score) {
+            return Err(crate::postprocess::PostprocessError::InvalidConfig {
+                config: "PipelineConfig",
+                field: "min_score",
+                value: config.min_score.to_string(),
+                reason: "a score threshold must lie in [0, 1]",
+            }
+            .into());
+        }
         let tta = config.tta.init(segmenter)?;
         let tiler = config.tiling.init()?;
         Ok(Pipeline {

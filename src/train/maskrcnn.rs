@@ -91,20 +91,98 @@ impl MaskRcnnTrainingConfig {
         lr * self.lr_gamma.powi(decays as i32)
     }
 
-    fn check(&self) -> Result<(), ModelError> {
-        if self.crop_size == 0
-            || !self.crop_size.is_multiple_of(32)
-            || self.batch_size == 0
-            || self.lr.is_nan()
-            || self.lr <= 0.0
-        {
+    /// Rejects non-finite and absurd values up front, so that a run cannot start that
+    /// would only produce NaN weights.
+    pub fn check(&self) -> Result<(), ModelError> {
+        let range = |name: &str, v: f64, lo: f64, hi: f64, lo_open: bool| {
+            let ok = v.is_finite() && v <= hi && if lo_open { v > lo } else { v >= lo };
+            let open = if lo_open { "(" } else { "[" };
+            (!ok).then(|| format!("{name} = {v} must lie in {open}{lo}, {hi}]"))
+        };
+        let problems: Vec<String> = [
+            range("lr", self.lr, 0.0, 1.0, true),
+            range("momentum", self.momentum, 0.0, 0.999, false),
+            range("weight decay", self.weight_decay, 0.0, 0.1, false),
+            range("warm-up factor", self.warmup_factor, 0.0, 1.0, true),
+            range("lr gamma", self.lr_gamma, 0.0, 1.0, true),
+            range(
+                "stain jitter",
+                f64::from(self.stain_jitter),
+                0.0,
+                1.0,
+                false,
+            ),
+            self.grad_clip_norm
+                .and_then(|c| range("gradient clip norm", f64::from(c), 0.0, 1e6, true)),
+            (self.crop_size == 0 || !self.crop_size.is_multiple_of(32) || self.crop_size > 4096)
+                .then(|| {
+                    format!(
+                        "crop size {} must be a multiple of 32 in 32..=4096",
+                        self.crop_size
+                    )
+                }),
+            (self.batch_size == 0 || self.batch_size > 1024)
+                .then(|| format!("batch size {} must lie in 1..=1024", self.batch_size)),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !problems.is_empty() {
             return Err(ModelError::InvalidConfig(format!(
-                "training: crop size {} must be a positive multiple of 32, batch size {} positive, lr {} positive",
-                self.crop_size, self.batch_size, self.lr
+                "training: {}",
+                problems.join("; ")
             )));
         }
         Ok(())
     }
+
+    /// The settings that must agree for a resumed run to continue the saved one exactly,
+    /// as `"name saved → now"` for each that differs (the total and checkpoint period may
+    /// change: a run can be extended).
+    fn differences(&self, saved: &MaskRcnnTrainingConfig) -> Vec<String> {
+        let mut a = saved.clone();
+        a.steps = self.steps;
+        a.checkpoint_every = self.checkpoint_every;
+        if &a == self {
+            return Vec::new();
+        }
+        let (old, new) = (
+            serde_json::to_value(&a).unwrap_or_default(),
+            serde_json::to_value(self).unwrap_or_default(),
+        );
+        let (Some(old), Some(new)) = (old.as_object(), new.as_object()) else {
+            return vec!["training settings".into()];
+        };
+        old.iter()
+            .filter(|(k, v)| new.get(*k) != Some(*v))
+            .map(|(k, v)| format!("{k} {v} → {}", new.get(k).cloned().unwrap_or_default()))
+            .collect()
+    }
+}
+
+/// How [`MaskRcnnTrainer::start`] treats a checkpoint folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartMode {
+    /// A new run; a folder that already holds checkpoints is an error
+    /// ([`ModelError::CheckpointsExist`]), so an old run is never mixed with the new one.
+    Fresh,
+    /// A new run that first deletes the folder's old checkpoints.
+    Replace,
+    /// Continue the run saved in the folder. Its training settings, data and normalizer
+    /// must equal the new ones ([`ModelError::ResumeMismatch`]) unless `allow_changes`.
+    Resume {
+        /// Accept settings that differ from the saved run's.
+        allow_changes: bool,
+    },
+}
+
+/// What a run trains on, saved with each checkpoint and compared on resume.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunData {
+    /// The training images' ids, in order.
+    pub images: Vec<String>,
+    /// The stain normalizer they were normalized with (its name and settings), or "none".
+    pub normalizer: String,
 }
 
 /// One annotated training image.
@@ -161,13 +239,13 @@ pub struct StepReport {
 /// Why training stopped early.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A loss became NaN or infinite; the model was not updated, and the last checkpoint
-    /// (if any) is the last good state.
-    #[error("non-finite loss at step {step}: {losses}; last good checkpoint: {checkpoint}")]
+    /// A loss, or a parameter after an update, became NaN or infinite; nothing was
+    /// written, and the last checkpoint (if any) is the last good state.
+    #[error("non-finite values at step {step} ({losses}); last good checkpoint: {checkpoint}")]
     NonFinite {
         /// The step.
         step: usize,
-        /// The loss terms, formatted.
+        /// The loss terms, formatted, or which values were not finite.
         losses: String,
         /// The last checkpoint written, or "none".
         checkpoint: String,
@@ -189,6 +267,7 @@ pub struct MaskRcnnTrainer {
     step: usize,
     checkpoint_dir: Option<PathBuf>,
     last_checkpoint: Option<PathBuf>,
+    data: Option<RunData>,
 }
 
 const STATE_FILE: &str = "trainer.json";
@@ -199,6 +278,12 @@ const LATEST: &str = "latest";
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TrainerState {
     step: usize,
+    /// The settings of the run (absent in checkpoints of older versions).
+    #[serde(default)]
+    config: Option<MaskRcnnTrainingConfig>,
+    /// Its data (absent in checkpoints of older versions).
+    #[serde(default)]
+    data: Option<RunData>,
 }
 
 impl MaskRcnnTrainer {
@@ -220,32 +305,73 @@ impl MaskRcnnTrainer {
             step: 0,
             checkpoint_dir,
             last_checkpoint: None,
+            data: None,
         })
     }
 
-    /// A fresh trainer for the network `model` describes, or with `resume` the run saved in
-    /// `checkpoint_dir` continued (its own architecture; `model` is then not used). Either
-    /// way it checkpoints into `checkpoint_dir`: what the examples' `--resume` does.
+    /// A trainer for the network `model` describes, or for the run saved in
+    /// `checkpoint_dir` (its own architecture; `model` is then not used), as `mode` says;
+    /// either way it checkpoints into `checkpoint_dir` and records `data` with each
+    /// checkpoint. What the examples' `--resume` and `--overwrite` do.
     pub fn start(
         model: &MaskRcnnConfig,
         config: MaskRcnnTrainingConfig,
         device: &Device,
         checkpoint_dir: PathBuf,
-        resume: bool,
+        mode: StartMode,
+        data: RunData,
     ) -> Result<Self, ModelError> {
-        if resume {
-            Self::resume(config, device, checkpoint_dir)
-        } else {
-            Self::new(model.init(device)?, config, device, Some(checkpoint_dir))
-        }
+        let mut trainer = match mode {
+            StartMode::Resume { allow_changes } => {
+                Self::resume_checked(config, device, checkpoint_dir, Some(&data), allow_changes)?
+            }
+            StartMode::Fresh | StartMode::Replace => {
+                config.check()?;
+                let old = old_checkpoints(&checkpoint_dir);
+                if !old.is_empty() {
+                    if mode == StartMode::Fresh {
+                        return Err(ModelError::CheckpointsExist {
+                            dir: checkpoint_dir,
+                            found: old.len(),
+                        });
+                    }
+                    for path in old {
+                        let removed = if path.is_dir() {
+                            std::fs::remove_dir_all(&path)
+                        } else {
+                            std::fs::remove_file(&path)
+                        };
+                        removed.map_err(|e| ModelError::WeightFile {
+                            path: path.clone(),
+                            reason: format!("cannot remove an old checkpoint: {e}"),
+                        })?;
+                    }
+                }
+                Self::new(model.init(device)?, config, device, Some(checkpoint_dir))?
+            }
+        };
+        trainer.data = Some(data);
+        Ok(trainer)
     }
 
     /// Continues from the latest checkpoint in `checkpoint_dir` (model, optimizer state and
-    /// step), so that the run goes on exactly as if it had not stopped.
+    /// step), so that the run goes on exactly as if it had not stopped. `config` may only
+    /// differ from the saved run's in `steps` and `checkpoint_every`
+    /// ([`ModelError::ResumeMismatch`]).
     pub fn resume(
         config: MaskRcnnTrainingConfig,
         device: &Device,
         checkpoint_dir: PathBuf,
+    ) -> Result<Self, ModelError> {
+        Self::resume_checked(config, device, checkpoint_dir, None, false)
+    }
+
+    fn resume_checked(
+        config: MaskRcnnTrainingConfig,
+        device: &Device,
+        checkpoint_dir: PathBuf,
+        data: Option<&RunData>,
+        allow_changes: bool,
     ) -> Result<Self, ModelError> {
         config.check()?;
         let latest = std::fs::read_to_string(checkpoint_dir.join(LATEST)).map_err(|e| {
@@ -255,17 +381,45 @@ impl MaskRcnnTrainer {
             }
         })?;
         let dir = checkpoint_dir.join(latest.trim());
+        let state_path = dir.join(STATE_FILE);
+        let state: TrainerState =
+            crate::io::read_json(&state_path).map_err(|e| ModelError::WeightFile {
+                path: state_path.clone(),
+                reason: e.to_string(),
+            })?;
+        if !allow_changes {
+            let mut differences = state
+                .config
+                .as_ref()
+                .map(|saved| config.differences(saved))
+                .unwrap_or_default();
+            if let (Some(saved), Some(now)) = (&state.data, data) {
+                if saved.images != now.images {
+                    differences.push(format!(
+                        "training images {} → {}",
+                        saved.images.len(),
+                        now.images.len()
+                    ));
+                }
+                if saved.normalizer != now.normalizer {
+                    differences.push(format!(
+                        "normalizer {} → {}",
+                        saved.normalizer, now.normalizer
+                    ));
+                }
+            }
+            if !differences.is_empty() {
+                return Err(ModelError::ResumeMismatch {
+                    dir,
+                    differences: differences.join(", "),
+                });
+            }
+        }
         let model = load_model(&dir.join(MODEL_FILE), &device.clone().autodiff())?.train();
         let optim = Self::optimizer(&config)
             .load(dir.join(OPTIM_FILE))
             .map_err(|e| ModelError::WeightFile {
                 path: dir.join(OPTIM_FILE),
-                reason: e.to_string(),
-            })?;
-        let state_path = dir.join(STATE_FILE);
-        let state: TrainerState =
-            crate::io::read_json(&state_path).map_err(|e| ModelError::WeightFile {
-                path: state_path.clone(),
                 reason: e.to_string(),
             })?;
         Ok(MaskRcnnTrainer {
@@ -275,6 +429,7 @@ impl MaskRcnnTrainer {
             step: state.step,
             checkpoint_dir: Some(checkpoint_dir),
             last_checkpoint: Some(dir),
+            data: state.data,
         })
     }
 
@@ -357,11 +512,7 @@ impl MaskRcnnTrainer {
                     .map(|(n, v)| format!("{n}={v}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                checkpoint: self
-                    .last_checkpoint
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|| "none".into()),
+                checkpoint: self.last_checkpoint_name(),
             });
         }
         let lr = self.config.lr_at(self.step);
@@ -418,15 +569,28 @@ impl MaskRcnnTrainer {
         Ok(())
     }
 
-    /// Writes a checkpoint now: `<dir>/step-<n>/` (model, optimizer, step), each file
-    /// written to a temporary name and renamed, then `<dir>/latest` switched to it
-    /// atomically. The two most recent checkpoints are kept.
-    pub fn checkpoint(&mut self) -> Result<Option<PathBuf>, ModelError> {
+    /// Writes a checkpoint now: `<dir>/step-<n>/` (model, optimizer, settings and step),
+    /// each file written atomically and durably, then `<dir>/latest` switched to it
+    /// atomically, so a crash leaves the previous checkpoint as the latest. Parameters that
+    /// are not all finite are never written ([`TrainError::NonFinite`]). This run's
+    /// previous checkpoint is kept; older ones are deleted.
+    pub fn checkpoint(&mut self) -> Result<Option<PathBuf>, TrainError> {
         let Some(root) = self.checkpoint_dir.clone() else {
             return Ok(None);
         };
         let name = format!("step-{:07}", self.step);
         let dir = root.join(&name);
+        if self.last_checkpoint.as_ref() == Some(&dir) {
+            return Ok(Some(dir)); // this step is saved: only a step changes the state
+        }
+        let model = self.model.valid();
+        if !parameters_finite(&model) {
+            return Err(TrainError::NonFinite {
+                step: self.step,
+                losses: "parameters after the update".into(),
+                checkpoint: self.last_checkpoint_name(),
+            });
+        }
         let io = |p: &Path| {
             let path = p.to_path_buf();
             move |e: std::io::Error| ModelError::WeightFile {
@@ -435,34 +599,82 @@ impl MaskRcnnTrainer {
             }
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
-        save_model(&self.model.valid(), &dir.join(MODEL_FILE))?;
+        save_model(&model, &dir.join(MODEL_FILE))?;
         let optim_path = dir.join(OPTIM_FILE);
         crate::io::write_atomic_via(&optim_path, |tmp| self.optim.save(tmp))
             .map_err(io(&optim_path))?;
         let state_path = dir.join(STATE_FILE);
-        crate::io::write_json(&state_path, &TrainerState { step: self.step })
-            .map_err(io(&state_path))?;
+        let state = TrainerState {
+            step: self.step,
+            config: Some(self.config.clone()),
+            data: self.data.clone(),
+        };
+        crate::io::write_json(&state_path, &state).map_err(io(&state_path))?;
         let latest = root.join(LATEST);
         crate::io::write_atomic_bytes(&latest, name.as_bytes()).map_err(io(&latest))?;
-        // Keep the previous checkpoint; delete older ones.
-        if let Ok(entries) = std::fs::read_dir(&root) {
-            let mut steps: Vec<PathBuf> = entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| {
-                    p.is_dir()
-                        && p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with("step-"))
-                })
-                .collect();
-            steps.sort();
-            for old in steps.iter().rev().skip(2) {
-                let _ = std::fs::remove_dir_all(old);
+        // Keep this and the previous checkpoint of this run; delete older ones. A start in
+        // a folder with another run's checkpoints is refused, so all are this run's.
+        for old in old_checkpoints(&root) {
+            let step = old
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step-"))
+                .and_then(|n| n.parse::<usize>().ok());
+            let keep = old == dir || Some(&old) == self.last_checkpoint.as_ref();
+            if !keep && step.is_some_and(|s| s < self.step) {
+                let _ = std::fs::remove_dir_all(&old);
             }
         }
         self.last_checkpoint = Some(dir.clone());
         Ok(Some(dir))
     }
+
+    fn last_checkpoint_name(&self) -> String {
+        self.last_checkpoint
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "none".into())
+    }
+}
+
+/// The checkpoint entries of a folder: its `latest` pointer and `step-*` folders.
+fn old_checkpoints(root: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                (n.starts_with("step-") && p.is_dir()) || n == LATEST
+            })
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether every float parameter of `model` is finite (one sum per tensor, one read).
+fn parameters_finite(model: &MaskRcnn) -> bool {
+    use burn::module::{ModuleVisitor, Param};
+    use burn::tensor::Tensor;
+    struct Sums(Vec<Tensor<1>>);
+    impl ModuleVisitor for Sums {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(param.val().abs().sum());
+        }
+    }
+    let mut sums = Sums(Vec::new());
+    model.visit(&mut sums);
+    if sums.0.is_empty() {
+        return true;
+    }
+    Tensor::cat(sums.0, 0)
+        .sum()
+        .into_scalar::<f32>()
+        .is_finite()
 }
 
 #[cfg(test)]

@@ -22,5 +22,6 @@ pub use dcgmm::{
     DcgmmTrainingReport,
 };
 pub use maskrcnn::{
-    MaskRcnnTrainer, MaskRcnnTrainingConfig, StepReport, TrainError, TrainingImage,
+    MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, StepReport, TrainError,
+    TrainingImage,
 };

@@ -44,9 +44,24 @@ pub fn save_model_f16(model: &MaskRcnn, path: &Path) -> Result<(), ModelError> {
 pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, ModelError> {
     use burn::store::{HalfPrecisionAdapter, ModuleSnapshot, SafetensorsStore};
     load_with(path, device, |mut model| {
-        let mut store =
-            SafetensorsStore::from_file(path).with_from_adapter(HalfPrecisionAdapter::new());
-        model.load_from(&mut store).map_err(|e| e.to_string())?;
+        // Partial loading reports missing tensors instead of failing with a hint about a
+        // library call; the check below refuses them, and also tensors the network does
+        // not use (a file of a bigger network would otherwise load silently).
+        let mut store = SafetensorsStore::from_file(path)
+            .with_from_adapter(HalfPrecisionAdapter::new())
+            .allow_partial(true);
+        let result = model.load_from(&mut store).map_err(|e| e.to_string())?;
+        if !result.errors.is_empty() {
+            return Err(format!("{:?}", result.errors));
+        }
+        if !result.missing.is_empty() || !result.unused.is_empty() {
+            return Err(ModelError::KeyMismatch {
+                path: path.to_path_buf(),
+                missing: result.missing.into_iter().map(|(p, _)| p).collect(),
+                unexpected: result.unused,
+            }
+            .to_string());
+        }
         Ok(model)
     })
 }
