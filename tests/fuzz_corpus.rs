@@ -7,10 +7,13 @@ mod bodies;
 
 use std::path::Path;
 
+/// A target's name and body.
+type Target = (&'static str, fn(&[u8]));
+
 #[test]
 fn every_seed_and_finding_replays_without_a_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    let targets: [Target; 5] = [
         ("image_decode", bodies::image_decode),
         ("label_map", bodies::label_map),
         ("monuseg_xml", bodies::monuseg_xml),
