@@ -16,7 +16,7 @@ use clap::Parser;
 use common::{exit_code, progress_bar, truth_for};
 use nucseg::{
     backend::BackendKind,
-    data::{image_inputs, read_rgb},
+    data::{image_inputs, read_rgb_reporting, ReadOptions},
     export::{file_names, write_all},
     output::{stem, OutputDir},
     pipeline::{Pipeline, PipelineConfig},
@@ -123,7 +123,10 @@ fn run(args: Args) -> nucseg::Result<()> {
     let bar = progress_bar(images.len() as u64, "images", true);
     let (start, mut nuclei) = (Instant::now(), 0);
     for path in &images {
-        let image = read_rgb(path)?;
+        let (image, report) = read_rgb_reporting(path, ReadOptions::default())?;
+        if report.changed_anything() {
+            bar.println(format!("{}: {report}", path.display()));
+        }
         let truth = match &args.truth {
             Some(t) => truth_for(t, path)?
                 .map(|t| t.read(image.dimensions()))
