@@ -58,7 +58,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     let mut total = 0;
     for (k, path) in inputs.iter().enumerate() {
         let t = Instant::now();
-        let image = data::read_rgb(path)?;
+        let image = common::read_image(path, |line| println!("{line}"))?;
         let labels = baseline.segment_labels(&image);
         let written = out.write_label_map(path, &labels)?;
         total += labels.count();

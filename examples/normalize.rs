@@ -17,7 +17,7 @@ use std::{path::PathBuf, process::ExitCode, time::Instant};
 use clap::Parser;
 use nucseg::{
     backend::BackendKind,
-    data::{image_inputs, read_rgb, write_rgb_png},
+    data::{image_inputs, write_rgb_png},
     export::side_by_side,
     output::{stem, OutputDir},
     stain::{build_normalizer, IdentityNormalizer, NormalizerKind},
@@ -70,7 +70,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     .unwrap_or_else(|| Box::new(IdentityNormalizer));
     for (i, path) in inputs.iter().enumerate() {
         let t = Instant::now();
-        let image = read_rgb(path)?;
+        let image = common::read_image(path, |line| println!("{line}"))?;
         let normalized = normalizer.transform(&image)?;
         let name = stem(path);
         let result = out.claim(&format!("{name}.png"))?;

@@ -13,10 +13,10 @@ mod common;
 use std::{path::PathBuf, process::ExitCode, time::Instant};
 
 use clap::Parser;
-use common::{exit_code, progress_bar, truth_for};
+use common::{exit_code, progress_bar, read_image, truth_for};
 use nucseg::{
     backend::BackendKind,
-    data::{image_inputs, read_rgb_reporting, ReadOptions},
+    data::image_inputs,
     export::{file_names, write_all},
     output::{stem, OutputDir},
     pipeline::{Pipeline, PipelineConfig},
@@ -123,10 +123,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     let bar = progress_bar(images.len() as u64, "images", true);
     let (start, mut nuclei) = (Instant::now(), 0);
     for path in &images {
-        let (image, report) = read_rgb_reporting(path, ReadOptions::default())?;
-        if report.changed_anything() {
-            bar.println(format!("{}: {report}", path.display()));
-        }
+        let image = read_image(path, |line| bar.println(line))?;
         let truth = match &args.truth {
             Some(t) => truth_for(t, path)?
                 .map(|t| t.read(image.dimensions()))

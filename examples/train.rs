@@ -155,6 +155,15 @@ fn run(args: Args) -> nucseg::Result<()> {
         .with_checkpoint_every(args.checkpoint_every)
         .with_seed(args.seed);
     config.check()?; // before any image is read
+    let checkpoints = args.out.join("checkpoints");
+    let mode = match (args.resume, args.overwrite) {
+        (true, _) => StartMode::Resume {
+            allow_changes: args.allow_changes,
+        },
+        (false, true) => StartMode::Replace,
+        (false, false) => StartMode::Fresh,
+    };
+    MaskRcnnTrainer::check_folder(&checkpoints, mode)?;
     let (train, val) = select(&args)?;
     let normalizer = fit_classical(args.normalize, args.template.as_deref())?;
     let run_data = RunData {
@@ -180,14 +189,6 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.data.display()
     );
 
-    let checkpoints = args.out.join("checkpoints");
-    let mode = match (args.resume, args.overwrite) {
-        (true, _) => StartMode::Resume {
-            allow_changes: args.allow_changes,
-        },
-        (false, true) => StartMode::Replace,
-        (false, false) => StartMode::Fresh,
-    };
     // The network records the normalization it is trained with; the bundle is checked
     // against it on load.
     let network =

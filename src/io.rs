@@ -70,6 +70,148 @@ pub fn write_atomic_via<E: std::fmt::Display>(
     result
 }
 
+/// Writes a file given its destination's temporary path (one member of [`write_together`]).
+pub type PathWriter<'a> = Box<dyn FnOnce(&Path) -> Result<(), String> + 'a>;
+
+/// Writes several files of one folder as a unit (a model's weights and its configuration):
+/// after a crash at any point a reader finds all the old files or all the new ones, never
+/// a mix.
+///
+/// Each file is first written atomically to a hidden staged name (`.NAME.staged`); then a
+/// journal listing the group (`.FIRST.commit`) is written atomically — the commit point —
+/// and the staged files are renamed over their destinations; the journal is removed last.
+/// A crash before the journal exists leaves the old files in place; a crash after it is
+/// completed by [`finish_interrupted`], which readers of the group call first (and so does
+/// the next write).
+pub fn write_together(files: Vec<(PathBuf, PathWriter<'_>)>) -> std::io::Result<()> {
+    write_together_until(files, Phase::Done)
+}
+
+/// How far [`write_together_until`] goes: a crash simulated for the tests.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum Phase {
+    /// All files staged, no journal.
+    Staged,
+    /// The journal written, nothing renamed.
+    Committed,
+    /// The first file renamed over its destination.
+    FirstRenamed,
+    Done,
+}
+
+fn write_together_until(files: Vec<(PathBuf, PathWriter<'_>)>, stop: Phase) -> std::io::Result<()> {
+    let Some(first) = files.first().map(|(p, _)| p.clone()) else {
+        return Ok(());
+    };
+    let first = first.as_path();
+    let dir = parent_dir(first);
+    let names = files
+        .iter()
+        .map(|(p, _)| {
+            if parent_dir(p) != dir {
+                return Err(std::io::Error::other(format!(
+                    "{} is not in the folder of {}",
+                    p.display(),
+                    first.display()
+                )));
+            }
+            file_name(p)
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
+    // An earlier interrupted write of this group is completed first: its journal must not
+    // later adopt the files staged below.
+    finish_interrupted(&refs)?;
+    let staged = paths
+        .iter()
+        .map(|p| staged_path(p))
+        .collect::<std::io::Result<Vec<_>>>()?;
+    for ((_, write), to) in files.into_iter().zip(&staged) {
+        if let Err(e) = write_atomic_via(to, write) {
+            for s in &staged {
+                let _ = std::fs::remove_file(s);
+            }
+            return Err(e);
+        }
+    }
+    if stop == Phase::Staged {
+        return Ok(());
+    }
+    let journal = journal_path(first)?;
+    write_atomic_bytes(&journal, names.join("\n").as_bytes())?;
+    if stop == Phase::Committed {
+        return Ok(());
+    }
+    for (from, path) in staged.iter().zip(&paths) {
+        std::fs::rename(from, path)?;
+        if stop == Phase::FirstRenamed {
+            return Ok(());
+        }
+    }
+    sync_dir(&dir)?;
+    std::fs::remove_file(&journal)?;
+    sync_dir(&dir)
+}
+
+/// Completes a [`write_together`] of `paths` (the same files, first one first) that a
+/// crash interrupted after its commit point; does nothing when there is none. Staged files
+/// without a journal (a write interrupted before its commit point) are left alone: the old
+/// files stand.
+pub fn finish_interrupted(paths: &[&Path]) -> std::io::Result<()> {
+    let Some(first) = paths.first() else {
+        return Ok(());
+    };
+    let journal = journal_path(first)?;
+    let text = match std::fs::read_to_string(&journal) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let dir = parent_dir(first);
+    for name in text.lines().filter(|n| !n.is_empty()) {
+        let path = dir.join(name);
+        // Only the group's own files: a journal cannot move anything else.
+        if !paths.iter().any(|p| p.file_name() == path.file_name()) || name.contains(['/', '\\']) {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{} names {name:?}, which is not part of the group",
+                    journal.display()
+                ),
+            ));
+        }
+        match std::fs::rename(staged_path(&path)?, &path) {
+            Ok(()) => {}
+            // Renamed before the crash (or by a concurrent reader).
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    sync_dir(&dir)?;
+    match std::fs::remove_file(&journal) {
+        Ok(()) => sync_dir(&dir),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+fn file_name(path: &Path) -> std::io::Result<String> {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| std::io::Error::other(format!("{} is not a file path", path.display())))
+}
+
+/// `.NAME.staged` beside `path`.
+fn staged_path(path: &Path) -> std::io::Result<PathBuf> {
+    Ok(parent_dir(path).join(format!(".{}.staged", file_name(path)?)))
+}
+
+/// `.NAME.commit` beside `path`.
+fn journal_path(path: &Path) -> std::io::Result<PathBuf> {
+    Ok(parent_dir(path).join(format!(".{}.commit", file_name(path)?)))
+}
+
 /// Writes `value` as pretty-printed JSON to `path`, atomically and durably.
 pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> std::io::Result<()> {
     let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
@@ -208,6 +350,64 @@ mod tests {
             COUNTER.load(Ordering::Relaxed) > start + 1,
             "planted names were skipped"
         );
+    }
+
+    fn pair(dir: &Path, a: &'static str, b: &'static str) -> Vec<(PathBuf, PathWriter<'static>)> {
+        vec![
+            (
+                dir.join("m.bpk"),
+                Box::new(move |p: &Path| std::fs::write(p, a).map_err(|e| e.to_string())),
+            ),
+            (
+                dir.join("m.json"),
+                Box::new(move |p: &Path| std::fs::write(p, b).map_err(|e| e.to_string())),
+            ),
+        ]
+    }
+
+    fn read_pair(dir: &Path) -> (String, String) {
+        let (a, b) = (dir.join("m.bpk"), dir.join("m.json"));
+        finish_interrupted(&[&a, &b]).unwrap();
+        (
+            std::fs::read_to_string(a).unwrap(),
+            std::fs::read_to_string(b).unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_pair_interrupted_anywhere_reads_as_the_old_pair_or_the_new_one() {
+        let dir = scratch("pair");
+        write_together(pair(&dir, "w1", "c1")).unwrap();
+        assert_eq!(read_pair(&dir), ("w1".into(), "c1".into()));
+        assert!(leftovers(&dir).is_empty(), "{:?}", leftovers(&dir));
+        // Before the commit point: the old pair stands.
+        write_together_until(pair(&dir, "w2", "c2"), Phase::Staged).unwrap();
+        assert_eq!(read_pair(&dir), ("w1".into(), "c1".into()));
+        // After it, with nothing or one file renamed: the new pair, once completed.
+        write_together_until(pair(&dir, "w3", "c3"), Phase::Committed).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("m.bpk")).unwrap(), "w1");
+        assert_eq!(read_pair(&dir), ("w3".into(), "c3".into()));
+        write_together_until(pair(&dir, "w4", "c4"), Phase::FirstRenamed).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.join("m.json")).unwrap(),
+            "c3",
+            "a mix on disk"
+        );
+        assert_eq!(read_pair(&dir), ("w4".into(), "c4".into()));
+        // A write after an interrupted one first completes it, then replaces it whole.
+        write_together_until(pair(&dir, "w5", "c5"), Phase::FirstRenamed).unwrap();
+        write_together(pair(&dir, "w6", "c6")).unwrap();
+        assert_eq!(read_pair(&dir), ("w6".into(), "c6".into()));
+        // A failing member leaves the old pair and no journal.
+        let mut failing = pair(&dir, "w7", "c7");
+        failing[1].1 = Box::new(|_: &Path| Err("no space".to_string()));
+        assert_eq!(write_together(failing).unwrap_err().to_string(), "no space");
+        assert_eq!(read_pair(&dir), ("w6".into(), "c6".into()));
+        assert!(!dir.join(".m.bpk.commit").exists());
+        // A journal naming a file outside the group moves nothing.
+        std::fs::write(dir.join(".m.bpk.commit"), "other").unwrap();
+        let err = finish_interrupted(&[&dir.join("m.bpk"), &dir.join("m.json")]).unwrap_err();
+        assert!(err.to_string().contains("not part of the group"), "{err}");
     }
 
     #[test]

@@ -12,47 +12,6 @@ use nucseg::data::{
 use nucseg::metrics::evaluate_folders;
 use nucseg::output::OutputDir;
 
-/// CRC-32 (ISO-HDLC, as PNG uses), bit by bit: small and independent of any crate.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
-}
-
-/// A valid PNG header declaring `width × height` 8-bit RGB, with one empty IDAT and IEND:
-/// a few dozen bytes that would decode to `3 · width · height` bytes.
-fn png_bomb(width: u32, height: u32) -> Vec<u8> {
-    let chunk = |out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]| {
-        out.extend((data.len() as u32).to_be_bytes());
-        let mut body = kind.to_vec();
-        body.extend(data);
-        out.extend(&body);
-        out.extend(crc32(&body).to_be_bytes());
-    };
-    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = Vec::new();
-    ihdr.extend(width.to_be_bytes());
-    ihdr.extend(height.to_be_bytes());
-    ihdr.extend([8, 2, 0, 0, 0]); // 8-bit, RGB, deflate, adaptive filter, no interlace
-    chunk(&mut out, b"IHDR", &ihdr);
-    chunk(
-        &mut out,
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    );
-    chunk(&mut out, b"IEND", &[]);
-    out
-}
-
 /// A little-endian baseline TIFF declaring `width × height` 8-bit RGB in one
 /// uncompressed strip whose data is not there.
 fn tiff_bomb(width: u32, height: u32, samples: u16, bits: u16) -> Vec<u8> {
@@ -98,7 +57,7 @@ fn write(path: &Path, bytes: &[u8]) -> PathBuf {
 #[test]
 fn decompression_bombs_are_refused_before_any_pixel_is_allocated() {
     let dir = common::tmp_dir("bombs");
-    let png = write(&dir.join("bomb.png"), &png_bomb(60000, 60000));
+    let png = write(&dir.join("bomb.png"), &common::png_bomb(60000, 60000));
     assert!(std::fs::metadata(&png).unwrap().len() < 500);
     let err = read_rgb(&png).unwrap_err();
     assert!(
@@ -126,7 +85,7 @@ fn decompression_bombs_are_refused_before_any_pixel_is_allocated() {
     one_line(&err, &["labels.tif"]);
 
     // Within the budget but with the pixel data missing: a decode error, not an abort.
-    let small = write(&dir.join("hollow.png"), &png_bomb(300, 200));
+    let small = write(&dir.join("hollow.png"), &common::png_bomb(300, 200));
     let err = read_rgb(&small).unwrap_err();
     assert!(matches!(err, DataError::Decode { .. }), "{err:?}");
     one_line(&err, &["hollow.png"]);

@@ -11,7 +11,7 @@ use std::{
 };
 
 use indicatif::{ProgressBar, ProgressStyle};
-use nucseg::data::{DataError, MaskKind, TruthFile};
+use nucseg::data::{read_rgb_reporting, DataError, MaskKind, ReadOptions, RgbImage, TruthFile};
 
 /// The exit code of a program's `run`: on error, prints `error: <message>` on one line to
 /// stderr (with the command-line option that helps, where one does) and returns failure (1).
@@ -38,6 +38,16 @@ pub fn exit_code(result: nucseg::Result<()>) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Reads `path` as 8-bit RGB; `note` gets one line (`path: what was done`) when reading
+/// changed more than the container (16-bit range scaled, alpha composited, grey copied).
+pub fn read_image(path: &Path, note: impl FnOnce(String)) -> Result<RgbImage, DataError> {
+    let (image, report) = read_rgb_reporting(path, ReadOptions::default())?;
+    if report.changed_anything() {
+        note(format!("{}: {report}", path.display()));
+    }
+    Ok(image)
 }
 
 /// The ground truth for `image` given a `--truth` argument: the file itself, or in a

@@ -327,14 +327,9 @@ impl MaskRcnnTrainer {
             }
             StartMode::Fresh | StartMode::Replace => {
                 config.check()?;
+                Self::check_folder(&checkpoint_dir, mode)?;
                 let old = old_checkpoints(&checkpoint_dir);
                 if !old.is_empty() {
-                    if mode == StartMode::Fresh {
-                        return Err(ModelError::CheckpointsExist {
-                            dir: checkpoint_dir,
-                            found: old.len(),
-                        });
-                    }
                     for path in old {
                         let removed = if path.is_dir() {
                             std::fs::remove_dir_all(&path)
@@ -352,6 +347,21 @@ impl MaskRcnnTrainer {
         };
         trainer.data = Some(data);
         Ok(trainer)
+    }
+
+    /// Whether [`start`](Self::start) in `mode` accepts `checkpoint_dir` as it is: a fresh
+    /// start refuses a folder holding checkpoints of an earlier run
+    /// ([`ModelError::CheckpointsExist`]). Cheap, so a program can ask before it loads its
+    /// data.
+    pub fn check_folder(checkpoint_dir: &Path, mode: StartMode) -> Result<(), ModelError> {
+        let old = old_checkpoints(checkpoint_dir);
+        if mode == StartMode::Fresh && !old.is_empty() {
+            return Err(ModelError::CheckpointsExist {
+                dir: checkpoint_dir.to_path_buf(),
+                found: old.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Continues from the latest checkpoint in `checkpoint_dir` (model, optimizer state and

@@ -1,6 +1,6 @@
 //! Saving and loading a [`MaskRcnn`]: weights in Burn's burnpack format (`<name>.bpk`) next
 //! to the configuration that builds the network (`<name>.json`), so a file names its own
-//! architecture. Both are written atomically (temporary name, then rename).
+//! architecture. The two are written as one unit: a crash leaves the old pair or the new one.
 
 use std::path::Path;
 
@@ -66,9 +66,9 @@ pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, 
     })
 }
 
-/// Writes the configuration beside `path`, then the weights (with `write`, given a
-/// temporary path) atomically and durably over `path` ([`crate::io::write_atomic_via`]), so
-/// a reader never sees a partial file.
+/// Writes the weights (with `write`, given a temporary path) to `path` and the
+/// configuration beside it as one unit ([`crate::io::write_together`]): durable, and a
+/// crash at any point leaves the old pair or the new one, never a mix.
 fn save_atomically(
     model: &MaskRcnn,
     path: &Path,
@@ -82,8 +82,15 @@ fn save_atomically(
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     }
     let cfg = config_path(path);
-    crate::io::write_json(&cfg, &model.config).map_err(|e| err(&cfg, e))?;
-    crate::io::write_atomic_via(path, write).map_err(|e| err(path, e))
+    let config = serde_json::to_string_pretty(&model.config).map_err(|e| err(&cfg, e.into()))?;
+    crate::io::write_together(vec![
+        (path.to_path_buf(), Box::new(write)),
+        (
+            cfg.clone(),
+            Box::new(move |p: &Path| std::fs::write(p, config).map_err(|e| e.to_string())),
+        ),
+    ])
+    .map_err(|e| err(path, e))
 }
 
 /// Builds the architecture from the `.json` beside `path` on `device` and fills it with
@@ -95,6 +102,10 @@ fn load_with(
     load: impl FnOnce(MaskRcnn) -> Result<MaskRcnn, String>,
 ) -> Result<MaskRcnn, ModelError> {
     let cfg_path = config_path(path);
+    crate::io::finish_interrupted(&[path, &cfg_path]).map_err(|e| ModelError::WeightFile {
+        path: path.to_path_buf(),
+        reason: format!("cannot complete the interrupted save of this model: {e}"),
+    })?;
     if !path.is_file() {
         return Err(ModelError::WeightFile {
             path: path.to_path_buf(),

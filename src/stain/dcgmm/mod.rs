@@ -301,20 +301,32 @@ impl Dcgmm {
     }
 
     /// Saves the weights to `path` (burnpack, e.g. `dcgmm.bpk`) and the configuration beside
-    /// it (`dcgmm.json`). Both files are written to temporary names and renamed, so an
-    /// interrupted save never leaves a broken checkpoint under the final name.
+    /// it (`dcgmm.json`) as one unit ([`crate::io::write_together`]): durable, and a crash
+    /// at any point leaves the old pair or the new one, never a mix.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), StainError> {
         let path = path.as_ref();
         let cfg_path = config_path(path);
-        crate::io::write_json(&cfg_path, &self.config).map_err(|e| StainError::io(&cfg_path, e))?;
-        crate::io::write_atomic_via(path, |tmp| self.clone().save_file(tmp))
-            .map_err(|e| StainError::io(path, e))
+        let config = serde_json::to_string_pretty(&self.config)
+            .map_err(|e| StainError::io(&cfg_path, e.into()))?;
+        let model = self.clone();
+        crate::io::write_together(vec![
+            (
+                path.to_path_buf(),
+                Box::new(move |p: &Path| model.save_file(p).map_err(|e| e.to_string())),
+            ),
+            (
+                cfg_path,
+                Box::new(move |p: &Path| std::fs::write(p, config).map_err(|e| e.to_string())),
+            ),
+        ])
+        .map_err(|e| StainError::io(path, e))
     }
 
     /// Loads a model saved by [`save`](Self::save) onto `device`.
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Dcgmm, StainError> {
         let path = path.as_ref();
         let cfg_path = config_path(path);
+        crate::io::finish_interrupted(&[path, &cfg_path]).map_err(|e| StainError::io(path, e))?;
         let config: DcgmmConfig =
             crate::io::read_json(&cfg_path).map_err(|e| StainError::json(&cfg_path, e))?;
         if !path.is_file() {

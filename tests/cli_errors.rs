@@ -1,0 +1,166 @@
+//! The example programs on bad input, as a user meets them: exit status 1, one line on
+//! stderr (`error: …`) naming the file and what is wrong, and every file that was there
+//! before left as it was. The programs are the ones `cargo test` builds beside the tests
+//! (`target/<profile>/examples/`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nucseg::data::{write_label_map, write_rgb_png, LabelMap, RgbImage};
+
+/// The example program `name`, built by `cargo test` next to this test binary.
+fn example(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/cli_errors-<hash> → target/<profile>/examples/<name>
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "{} is not built: run `cargo test` (which builds the examples) or `cargo build --examples` first",
+        path.display()
+    );
+    path
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                files.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    files
+}
+
+/// Runs example `name` with `args` in `dir` and asserts it failed as it should: exit 1,
+/// stderr one line `error: …` containing every one of `needles`, no panic, and nothing
+/// under `dir` that existed before changed or gone. Returns the line.
+fn fails(dir: &Path, name: &str, args: &[&str], needles: &[&str]) -> String {
+    let before = snapshot(dir);
+    let out = Command::new(example(name))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{name} {args:?}: {stderr}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{name} {args:?}: not one line:\n{stderr}");
+    let line = lines[0];
+    assert!(line.starts_with("error: "), "{line}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for n in needles {
+        assert!(
+            line.contains(n),
+            "{name} {args:?}: `{line}` does not say `{n}`"
+        );
+    }
+    let after = snapshot(dir);
+    for (path, bytes) in &before {
+        assert_eq!(after.get(path), Some(bytes), "{} changed", path.display());
+    }
+    line.to_string()
+}
+
+fn tile() -> RgbImage {
+    RgbImage::from_fn(64, 64, |x, y| {
+        if (x / 16 + y / 16) % 2 == 0 {
+            image::Rgb([90, 50, 140])
+        } else {
+            image::Rgb([235, 180, 210])
+        }
+    })
+}
+
+#[test]
+fn segment_refuses_hostile_images_and_keeps_existing_outputs() {
+    let dir = common::tmp_dir("cli-segment");
+    std::fs::write(dir.join("bomb.png"), common::png_bomb(60000, 60000)).unwrap();
+    fails(
+        &dir,
+        "segment",
+        &["bomb.png", "--out", "out"],
+        &["bomb.png", "over the limit", "--max-pixels"],
+    );
+    // A truncated PNG: the first 40 bytes of a real one.
+    write_rgb_png(dir.join("tile.png"), &tile()).unwrap();
+    let whole = std::fs::read(dir.join("tile.png")).unwrap();
+    std::fs::write(dir.join("cut.png"), &whole[..40]).unwrap();
+    fails(&dir, "segment", &["cut.png", "--out", "out"], &["cut.png"]);
+    fails(&dir, "segment", &["none.png"], &["none.png"]);
+    // An output of an earlier run stays unless --overwrite says otherwise, and is found
+    // before the model loads.
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/tile_labels.png"), b"an earlier result").unwrap();
+    fails(
+        &dir,
+        "segment",
+        &["tile.png", "--out", "out"],
+        &["tile_labels.png", "already exists", "--overwrite"],
+    );
+    // A threshold that would drop every nucleus.
+    fails(
+        &dir,
+        "segment",
+        &["tile.png", "--out", "fresh", "--min-score", "NaN"],
+        &["min_score", "NaN"],
+    );
+}
+
+#[test]
+fn baseline_never_writes_over_its_inputs_and_evaluate_fails_when_nothing_pairs() {
+    let dir = common::tmp_dir("cli-baseline");
+    std::fs::create_dir_all(dir.join("in")).unwrap();
+    write_rgb_png(dir.join("in/a.png"), &tile()).unwrap();
+    fails(
+        &dir,
+        "baseline",
+        &["--images", "in", "--out", "in", "--overwrite"],
+        &["a.png", "one of the input files"],
+    );
+    std::fs::create_dir_all(dir.join("truth")).unwrap();
+    std::fs::create_dir_all(dir.join("pred")).unwrap();
+    let map = LabelMap::from_fn(20, 20, |x, y| u32::from(x < 10 && y < 10));
+    write_label_map(dir.join("truth/a.png"), &map).unwrap();
+    write_label_map(dir.join("pred/b_labels.png"), &map).unwrap();
+    fails(
+        &dir,
+        "evaluate",
+        &["--truth", "truth", "--pred", "pred"],
+        &["pred", "no prediction matches"],
+    );
+}
+
+#[test]
+fn train_refuses_absurd_settings_and_an_old_run_before_reading_data() {
+    let dir = common::tmp_dir("cli-train");
+    // No data folder exists: each refusal comes before the data would be read.
+    fails(
+        &dir,
+        "train",
+        &["--data", "no-data", "--out", "run", "--lr", "inf"],
+        &["lr", "inf"],
+    );
+    std::fs::create_dir_all(dir.join("old/checkpoints/step-0000100")).unwrap();
+    std::fs::write(dir.join("old/checkpoints/latest"), "step-0000100").unwrap();
+    fails(
+        &dir,
+        "train",
+        &["--data", "no-data", "--out", "old"],
+        &["old/checkpoints", "earlier run", "--resume"],
+    );
+}
