@@ -25,6 +25,6 @@ for t in "${targets[@]}"; do
   secs=$(( $(date +%s) - t0 ))
   execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n1)
   peak=$(grep -o 'stat::peak_rss_mb: *[0-9]*' "$log" | grep -o '[0-9]*$' | tail -n1)
-  echo "$t: rc $rc, ${execs:-?} executions in ${secs} s, peak RSS ${peak:-?} MB, corpus $seeds -> $(ls "$work" | wc -l)$( [ $rc -eq 0 ] || echo ", FINDING: see $log and fuzz/artifacts/$t")"
+  echo "$t: rc $rc, ${execs:-?} executions in ${secs} s, peak RSS ${peak:-?} MB, corpus $seeds -> $(ls "$work" | wc -l)$(case $rc in 0) ;; 72) echo ", interrupted" ;; *) echo ", FINDING: see $log and fuzz/artifacts/$t" ;; esac)"
   rm -rf "$work"
 done
