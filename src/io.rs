@@ -87,8 +87,31 @@ pub fn write_together(files: Vec<(PathBuf, PathWriter<'_>)>) -> std::io::Result<
     write_together_until(files, Phase::Done)
 }
 
+/// Writes a weight file (with `write`, given a temporary path) and `config` as pretty JSON
+/// in its configuration file ([`config_path`]) as one unit ([`write_together`]).
+pub fn write_with_config<T: serde::Serialize + ?Sized>(
+    weights: &Path,
+    write: PathWriter<'_>,
+    config: &T,
+) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(config).map_err(std::io::Error::other)?;
+    write_together(vec![
+        (weights.to_path_buf(), write),
+        (
+            config_path(weights),
+            Box::new(move |p: &Path| std::fs::write(p, text).map_err(|e| e.to_string())),
+        ),
+    ])
+}
+
+/// [`finish_interrupted`] for a weight file and its configuration file: what a loader of
+/// a [`write_with_config`] pair calls first.
+pub fn finish_interrupted_with_config(weights: &Path) -> std::io::Result<()> {
+    finish_interrupted(&[weights, &config_path(weights)])
+}
+
 /// How far [`write_together_until`] goes: a crash simulated for the tests.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Phase {
     /// All files staged, no journal.
     Staged,
@@ -100,25 +123,22 @@ enum Phase {
 }
 
 fn write_together_until(files: Vec<(PathBuf, PathWriter<'_>)>, stop: Phase) -> std::io::Result<()> {
-    let Some(first) = files.first().map(|(p, _)| p.clone()) else {
+    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
+    let Some(first) = paths.first() else {
         return Ok(());
     };
-    let first = first.as_path();
     let dir = parent_dir(first);
-    let names = files
+    if let Some(p) = paths.iter().find(|p| parent_dir(p) != dir) {
+        return Err(std::io::Error::other(format!(
+            "{} is not in the folder of {}",
+            p.display(),
+            first.display()
+        )));
+    }
+    let names = paths
         .iter()
-        .map(|(p, _)| {
-            if parent_dir(p) != dir {
-                return Err(std::io::Error::other(format!(
-                    "{} is not in the folder of {}",
-                    p.display(),
-                    first.display()
-                )));
-            }
-            file_name(p)
-        })
+        .map(|p| file_name(p))
         .collect::<std::io::Result<Vec<_>>>()?;
-    let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
     let refs: Vec<&Path> = paths.iter().map(PathBuf::as_path).collect();
     // An earlier interrupted write of this group is completed first: its journal must not
     // later adopt the files staged below.

@@ -328,19 +328,17 @@ impl MaskRcnnTrainer {
             StartMode::Fresh | StartMode::Replace => {
                 config.check()?;
                 Self::check_folder(&checkpoint_dir, mode)?;
-                let old = old_checkpoints(&checkpoint_dir);
-                if !old.is_empty() {
-                    for path in old {
-                        let removed = if path.is_dir() {
-                            std::fs::remove_dir_all(&path)
-                        } else {
-                            std::fs::remove_file(&path)
-                        };
-                        removed.map_err(|e| ModelError::WeightFile {
-                            path: path.clone(),
-                            reason: format!("cannot remove an old checkpoint: {e}"),
-                        })?;
-                    }
+                // Only a replacing start gets here with old checkpoints.
+                for path in old_checkpoints(&checkpoint_dir) {
+                    let removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                    removed.map_err(|e| ModelError::WeightFile {
+                        path: path.clone(),
+                        reason: format!("cannot remove an old checkpoint: {e}"),
+                    })?;
                 }
                 Self::new(model.init(device)?, config, device, Some(checkpoint_dir))?
             }

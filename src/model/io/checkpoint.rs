@@ -67,7 +67,7 @@ pub fn load_model_safetensors(path: &Path, device: &Device) -> Result<MaskRcnn, 
 }
 
 /// Writes the weights (with `write`, given a temporary path) to `path` and the
-/// configuration beside it as one unit ([`crate::io::write_together`]): durable, and a
+/// configuration beside it as one unit ([`crate::io::write_with_config`]): durable, and a
 /// crash at any point leaves the old pair or the new one, never a mix.
 fn save_atomically(
     model: &MaskRcnn,
@@ -81,16 +81,7 @@ fn save_atomically(
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| err(dir, e))?;
     }
-    let cfg = config_path(path);
-    let config = serde_json::to_string_pretty(&model.config).map_err(|e| err(&cfg, e.into()))?;
-    crate::io::write_together(vec![
-        (path.to_path_buf(), Box::new(write)),
-        (
-            cfg.clone(),
-            Box::new(move |p: &Path| std::fs::write(p, config).map_err(|e| e.to_string())),
-        ),
-    ])
-    .map_err(|e| err(path, e))
+    crate::io::write_with_config(path, Box::new(write), &model.config).map_err(|e| err(path, e))
 }
 
 /// Builds the architecture from the `.json` beside `path` on `device` and fills it with
@@ -102,7 +93,7 @@ fn load_with(
     load: impl FnOnce(MaskRcnn) -> Result<MaskRcnn, String>,
 ) -> Result<MaskRcnn, ModelError> {
     let cfg_path = config_path(path);
-    crate::io::finish_interrupted(&[path, &cfg_path]).map_err(|e| ModelError::WeightFile {
+    crate::io::finish_interrupted_with_config(path).map_err(|e| ModelError::WeightFile {
         path: path.to_path_buf(),
         reason: format!("cannot complete the interrupted save of this model: {e}"),
     })?;

@@ -301,24 +301,16 @@ impl Dcgmm {
     }
 
     /// Saves the weights to `path` (burnpack, e.g. `dcgmm.bpk`) and the configuration beside
-    /// it (`dcgmm.json`) as one unit ([`crate::io::write_together`]): durable, and a crash
+    /// it (`dcgmm.json`) as one unit ([`crate::io::write_with_config`]): durable, and a crash
     /// at any point leaves the old pair or the new one, never a mix.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), StainError> {
         let path = path.as_ref();
-        let cfg_path = config_path(path);
-        let config = serde_json::to_string_pretty(&self.config)
-            .map_err(|e| StainError::io(&cfg_path, e.into()))?;
         let model = self.clone();
-        crate::io::write_together(vec![
-            (
-                path.to_path_buf(),
-                Box::new(move |p: &Path| model.save_file(p).map_err(|e| e.to_string())),
-            ),
-            (
-                cfg_path,
-                Box::new(move |p: &Path| std::fs::write(p, config).map_err(|e| e.to_string())),
-            ),
-        ])
+        crate::io::write_with_config(
+            path,
+            Box::new(move |p: &Path| model.save_file(p).map_err(|e| e.to_string())),
+            &self.config,
+        )
         .map_err(|e| StainError::io(path, e))
     }
 
@@ -326,7 +318,7 @@ impl Dcgmm {
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Dcgmm, StainError> {
         let path = path.as_ref();
         let cfg_path = config_path(path);
-        crate::io::finish_interrupted(&[path, &cfg_path]).map_err(|e| StainError::io(path, e))?;
+        crate::io::finish_interrupted_with_config(path).map_err(|e| StainError::io(path, e))?;
         let config: DcgmmConfig =
             crate::io::read_json(&cfg_path).map_err(|e| StainError::json(&cfg_path, e))?;
         if !path.is_file() {
