@@ -60,6 +60,13 @@ struct Args {
     /// Replace an existing --csv file.
     #[arg(long)]
     overwrite: bool,
+    /// Tile side of the setups (px); default: the pipeline's (1024, stride 768). The paper
+    /// tiled with `--tile 500 --overlap 250`.
+    #[arg(long)]
+    tile: Option<u32>,
+    /// Overlap between neighbouring tiles (px), with --tile.
+    #[arg(long, default_value_t = 250, requires = "tile")]
+    overlap: u32,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -110,7 +117,14 @@ fn run(args: Args) -> nucseg::Result<()> {
     };
     let mut rows = Vec::new();
     for setup in setups {
-        let pipeline = bundle.pipeline(setup.config())?;
+        let mut config = setup.config();
+        if let Some(tile) = args.tile {
+            config.tiling = config
+                .tiling
+                .with_tile_size(tile)
+                .with_stride(tile.saturating_sub(args.overlap));
+        }
+        let pipeline = bundle.pipeline(config)?;
         let bar = progress_bar(samples.len() as u64, setup.name(), true);
         let mut secs = 0.0;
         let evaluation = pipeline.evaluate(&samples, None, |done, _, _, image_secs| {

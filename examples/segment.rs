@@ -20,7 +20,7 @@ use nucseg::{
     export::{file_names, write_all},
     output::{stem, OutputDir},
     pipeline::{Pipeline, PipelineConfig},
-    postprocess::{TilerConfig, TtaSet},
+    postprocess::TtaSet,
     pretrained::{default_model, load_bundle, NormalizerChoice},
 };
 
@@ -45,11 +45,15 @@ struct Args {
     /// Test-time augmentation: none, paper (7 views) or d4 (all 8 flips/rotations).
     #[arg(long, default_value = "paper")]
     tta: TtaSet,
+    /// With TTA: each view's nuclei scored below this take no part in the vote (and get no
+    /// mask computed); 0 keeps all the model returns, as the paper.
+    #[arg(long, default_value_t = 0.5)]
+    view_min_score: f32,
     /// Tile side for large images (px).
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 1024)]
     tile: u32,
     /// Overlap between neighbouring tiles (px).
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 256)]
     overlap: u32,
     /// Drop nuclei scored below this.
     #[arg(long, default_value_t = 0.5)]
@@ -104,9 +108,15 @@ fn run(args: Args) -> nucseg::Result<()> {
         &device,
     )?;
     let config = PipelineConfig::new()
-        .with_tta(PipelineConfig::new().tta.with_set(args.tta))
+        .with_tta(
+            PipelineConfig::new()
+                .tta
+                .with_set(args.tta)
+                .with_view_min_score(args.view_min_score),
+        )
         .with_tiling(
-            TilerConfig::new()
+            PipelineConfig::new()
+                .tiling
                 .with_tile_size(args.tile)
                 .with_stride(args.tile.saturating_sub(args.overlap)),
         )

@@ -416,6 +416,22 @@ pub trait InstanceSegmenter {
     fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
         images.iter().map(|i| self.segment_instances(i)).collect()
     }
+
+    /// Segments several images, keeping only the instances scored at least `min_score`.
+    /// This is what tiling and the pipeline ask for, so that a segmenter able to skip the
+    /// work on low scores does (Mask R-CNN runs its mask head only on the detections kept);
+    /// the default filters [`segment_batch`](Self::segment_batch)'s result.
+    fn segment_batch_above(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+    ) -> crate::Result<Vec<Instances>> {
+        let mut found = self.segment_batch(images)?;
+        for instances in &mut found {
+            instances.items.retain(|i| i.score >= min_score);
+        }
+        Ok(found)
+    }
 }
 
 /// A borrowed segmenter is a segmenter, so wrappers can borrow a model:
@@ -427,6 +443,14 @@ impl<S: InstanceSegmenter + ?Sized> InstanceSegmenter for &S {
 
     fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
         (**self).segment_batch(images)
+    }
+
+    fn segment_batch_above(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+    ) -> crate::Result<Vec<Instances>> {
+        (**self).segment_batch_above(images, min_score)
     }
 }
 

@@ -47,7 +47,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
     (
         "nucseg-default.json",
-        "0ead24f26ad6a13329d2d7ae4582d19c29d4239fa9c83443998a0f514525df29",
+        "9a19d2bd243806862081872d7b069d092ec5671f50bc595c0971ff6409b6affc",
     ),
     (
         "nucseg-default.normalizer.json",
@@ -57,7 +57,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v1";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v2";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).

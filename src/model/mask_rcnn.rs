@@ -8,6 +8,7 @@ use burn::{
 };
 use image::RgbImage;
 use rand::Rng;
+use std::time::{Duration, Instant};
 
 use super::{
     backbone::{Fpn, FpnConfig, NormKind, ResNet, ResNetConfig},
@@ -68,6 +69,13 @@ pub struct MaskRcnnConfig {
     /// RoIs per chunk through the mask head at inference (bounds memory).
     #[config(default = 256)]
     pub mask_chunk: usize,
+    /// At inference, the proposal and detection caps (`rpn.pre_nms_top_n_test` per level,
+    /// `rpn.post_nms_top_n_test` and `roi_heads.detections_per_img` per image) hold per
+    /// this many padded input pixels: an input `k` times as large (rounded up) gets `k`
+    /// times the caps, so a whole 1000×1000 image is not capped like one 500×500 tile.
+    /// `None` (files of older versions): per image, as torchvision.
+    #[config(default = "Some(512 * 512)")]
+    pub test_caps_area: Option<usize>,
     /// The stain normalization the network was trained with (`"none"`, `"macenko"`,
     /// `"reinhard"`, `"dcgmm"`), recorded so that a bundle missing its normalizer file, or
     /// carrying a stale one, is an error on load; `None` in files of older versions.
@@ -124,6 +132,43 @@ impl MaskRcnnConfig {
         }
     }
 
+    /// The multiply-accumulates of inference with this network (convolutions and linear
+    /// layers; normalization, activations, RoIAlign and NMS left out), for putting a
+    /// measured time beside the machine's arithmetic peak.
+    pub fn inference_macs(&self) -> InferenceMacs {
+        let c = self.fpn_channels as f64;
+        let level = |l: i32| 4f64.powi(-l); // pixels of level l per input pixel
+        let c_in = self.backbone.out_channels();
+        let fpn: f64 = (2..=5)
+            .map(|l| (c_in[l as usize - 2] as f64 * c + 9.0 * c * c) * level(l))
+            .sum();
+        let a = self.rpn.anchors.aspect_ratios.len() as f64;
+        let rpn: f64 = (2..=6)
+            .map(|l| (9.0 * c * c + 5.0 * a * c) * level(l))
+            .sum();
+        let [ph, pw] = self.box_roi_align.output_size;
+        let r = self.box_representation_size as f64;
+        let classes = self.num_classes as f64;
+        let box_head = c * (ph * pw) as f64 * r + r * r + 5.0 * r * classes;
+        let [mh, mw] = self.mask_roi_align.output_size;
+        let pooled = (mh * mw) as f64;
+        let mut mask_head = 0.0;
+        let mut ch = c;
+        for &out in &self.mask_head_layers {
+            mask_head += pooled * 9.0 * ch * out as f64;
+            ch = out as f64;
+        }
+        let d = self.mask_dim_reduced as f64;
+        mask_head += pooled * ch * d * 4.0 + 4.0 * pooled * d * classes;
+        InferenceMacs {
+            backbone_per_pixel: self.backbone.macs_per_pixel(),
+            fpn_per_pixel: fpn,
+            rpn_per_pixel: rpn,
+            box_head_per_roi: box_head,
+            mask_head_per_roi: mask_head,
+        }
+    }
+
     /// Builds the network, checking the configuration.
     pub fn init(&self, device: &Device) -> Result<MaskRcnn, ModelError> {
         if self.num_classes < 2 {
@@ -131,6 +176,11 @@ impl MaskRcnnConfig {
                 "num_classes = {} must count the background and at least one class",
                 self.num_classes
             )));
+        }
+        if self.test_caps_area == Some(0) {
+            return Err(ModelError::InvalidConfig(
+                "test_caps_area must be a positive number of pixels (or absent)".into(),
+            ));
         }
         if !(1..=1024).contains(&self.size_divisibility)
             || self.pixel_std.iter().any(|&s| !(s > 0.0 && s.is_finite()))
@@ -185,6 +235,38 @@ impl MaskRcnnConfig {
             mask_roi_align,
             config: self.clone(),
         })
+    }
+}
+
+/// Multiply-accumulates of Mask R-CNN inference ([`MaskRcnnConfig::inference_macs`]): the
+/// dense part per input pixel (padding included), the heads per region. A FLOP is two of
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct InferenceMacs {
+    /// ResNet body, per input pixel.
+    pub backbone_per_pixel: f64,
+    /// FPN lateral and output convolutions, per input pixel.
+    pub fpn_per_pixel: f64,
+    /// RPN head on P2–P6, per input pixel.
+    pub rpn_per_pixel: f64,
+    /// Box head (two fully connected layers and the predictor), per proposal.
+    pub box_head_per_roi: f64,
+    /// Mask head (convolutions, transposed convolution, logits), per detection.
+    pub mask_head_per_roi: f64,
+}
+
+impl InferenceMacs {
+    /// The dense part (backbone, FPN, RPN head) per input pixel.
+    pub fn dense_per_pixel(&self) -> f64 {
+        self.backbone_per_pixel + self.fpn_per_pixel + self.rpn_per_pixel
+    }
+
+    /// All of it for an input of `pixels` pixels with `proposals` RoIs through the box head
+    /// and `detections` through the mask head.
+    pub fn total(&self, pixels: f64, proposals: usize, detections: usize) -> f64 {
+        self.dense_per_pixel() * pixels
+            + self.box_head_per_roi * proposals as f64
+            + self.mask_head_per_roi * detections as f64
     }
 }
 
@@ -358,24 +440,72 @@ impl MaskRcnn {
     /// Detects nuclei in images (any sizes; they are batched together, padded to the
     /// largest). Run it on a model from [`Module::valid`] (no autodiff) for speed.
     pub fn predict(&self, images: &[RgbImage]) -> Vec<Instances> {
+        self.predict_above(images, 0.0)
+    }
+
+    /// [`predict`](Self::predict) keeping only detections scored at least `min_score`: the
+    /// mask branch, most of the work on dense tissue, runs only on those (as detectron2's
+    /// `SCORE_THRESH_TEST`). Detections are independent after the box branch's NMS, so the
+    /// result is exactly `predict`'s with the lower scores removed.
+    pub fn predict_above(&self, images: &[RgbImage], min_score: f32) -> Vec<Instances> {
+        self.predict_timed(images, min_score, None)
+    }
+
+    /// [`predict_above`](Self::predict_above), reporting the time of each
+    /// [`InferenceStage`] to `clock` (the device is synchronized at every stage boundary,
+    /// so the times are right on asynchronous backends too). The mask stages are reported
+    /// once per chunk of [`MaskRcnnConfig::mask_chunk`] detections: sum them. With `None`
+    /// it is `predict_above`, with no synchronization.
+    pub fn predict_timed(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+        mut clock: Option<&mut dyn FnMut(StageTime)>,
+    ) -> Vec<Instances> {
         if images.is_empty() {
             return Vec::new();
         }
         let device = self.device();
+        let mut last = Instant::now();
+        let mut lap = |stage: InferenceStage, count: usize| {
+            if let Some(clock) = clock.as_mut() {
+                let _ = device.sync();
+                let now = Instant::now();
+                clock(StageTime {
+                    stage,
+                    time: now - last,
+                    count,
+                });
+                last = now;
+            }
+        };
         let refs: Vec<&RgbImage> = images.iter().collect();
         let (x, (hp, wp)) = self.preprocess(&refs, &device);
-        let p = self.features(x);
+        let pixels = images.len() * hp * wp;
+        lap(InferenceStage::Preprocess, pixels);
+        let c = self.backbone.forward(x);
+        lap(InferenceStage::Backbone, pixels);
+        let p = self.fpn.forward(c);
+        lap(InferenceStage::Fpn, pixels);
+        let caps = self.test_caps_scale(hp * wp);
+        let mut rpn = self.rpn.clone();
+        rpn.config.pre_nms_top_n_test *= caps;
+        rpn.config.post_nms_top_n_test *= caps;
+        let mut roi_heads = self.config.roi_heads.clone();
+        roi_heads.detections_per_img *= caps;
         let rpn_out = self.rpn_head.forward(&p);
-        let anchors = self.rpn.anchors((hp, wp), &rpn_out.feature_sizes);
-        let proposals = self.rpn.proposals(&rpn_out, &anchors, (hp, wp), false);
+        let anchors = rpn.anchors((hp, wp), &rpn_out.feature_sizes);
+        let proposals = rpn.proposals(&rpn_out, &anchors, (hp, wp), false);
+        lap(InferenceStage::Rpn, pixels);
         let levels = &p[..4];
         let rois: Vec<Vec<BoxXyxy>> = proposals
             .iter()
             .map(|ps| ps.iter().map(|p| p.0).collect())
             .collect();
-        let (logits, deltas) = self
-            .box_head
-            .forward(self.box_roi_align.forward(levels, &rois));
+        let pooled = self.box_roi_align.forward(levels, &rois);
+        let proposal_count = rois.iter().map(Vec::len).sum();
+        lap(InferenceStage::BoxRoiAlign, proposal_count);
+        let (logits, deltas) = self.box_head.forward(pooled);
         let probs = softmax(logits, 1)
             .try_into_vec_as::<f32>()
             .expect("readable");
@@ -386,15 +516,18 @@ impl MaskRcnn {
         for (b, img_rois) in rois.iter().enumerate() {
             let k = img_rois.len();
             let size = (images[b].width(), images[b].height());
-            detections.push(self.config.roi_heads.detections(
+            let mut found = roi_heads.detections(
                 img_rois,
                 &probs[offset * c..(offset + k) * c],
                 &deltas[offset * c * 4..(offset + k) * c * 4],
                 c,
                 size,
-            ));
+            );
+            found.retain(|d| d.score >= min_score);
+            detections.push(found);
             offset += k;
         }
+        lap(InferenceStage::BoxBranch, offset);
         // Mask branch on the detections, in chunks.
         let m = 2 * self.config.mask_roi_align.output_size[0];
         let mut out = Vec::new();
@@ -404,10 +537,11 @@ impl MaskRcnn {
             for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
                 let mut per_image = vec![Vec::new(); images.len()];
                 per_image[b] = chunk.iter().map(|d| d.bbox).collect();
-                let logits = self
-                    .mask_head
-                    .forward(self.mask_roi_align.forward(levels, &per_image));
+                let pooled = self.mask_roi_align.forward(levels, &per_image);
+                lap(InferenceStage::MaskRoiAlign, chunk.len());
+                let logits = self.mask_head.forward_batched(pooled);
                 let probs = sigmoid(logits).try_into_vec_as::<f32>().expect("readable");
+                lap(InferenceStage::MaskHead, chunk.len());
                 for (j, d) in chunk.iter().enumerate() {
                     let start = (j * c + d.label as usize) * m * m;
                     let mask = paste_mask(
@@ -415,7 +549,7 @@ impl MaskRcnn {
                         m,
                         &d.bbox,
                         size,
-                        self.config.roi_heads.mask_thresh,
+                        roi_heads.mask_thresh,
                     );
                     if mask.area() > 0 {
                         inst.items.push(Instance {
@@ -426,10 +560,86 @@ impl MaskRcnn {
                         });
                     }
                 }
+                lap(InferenceStage::Paste, chunk.len());
             }
             out.push(inst);
         }
         out
+    }
+}
+
+impl MaskRcnn {
+    /// The factor of the inference caps for an input of `pixels` padded pixels
+    /// ([`MaskRcnnConfig::test_caps_area`]).
+    pub fn test_caps_scale(&self, pixels: usize) -> usize {
+        self.config
+            .test_caps_area
+            .map_or(1, |a| pixels.div_ceil(a).max(1))
+    }
+}
+
+/// One stage of [`MaskRcnn::predict_timed`]: how long it took and on how much.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StageTime {
+    /// Which stage.
+    pub stage: InferenceStage,
+    /// Its wall time (after synchronizing the device).
+    pub time: Duration,
+    /// What it worked on: padded input pixels of the batch (preprocess, backbone, FPN,
+    /// RPN), proposals (box stages) or detections (mask stages, per chunk).
+    pub count: usize,
+}
+
+/// The stages of Mask R-CNN inference that [`MaskRcnn::predict_timed`] times, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum InferenceStage {
+    /// Normalization and padding of the batch into one tensor.
+    Preprocess,
+    /// ResNet C2–C5.
+    Backbone,
+    /// FPN P2–P6.
+    Fpn,
+    /// RPN head, anchors, proposal selection (top-k per level, NMS).
+    Rpn,
+    /// RoIAlign 7×7 of the proposals.
+    BoxRoiAlign,
+    /// Box head, decoding, per-class NMS.
+    BoxBranch,
+    /// RoIAlign 14×14 of the detections.
+    MaskRoiAlign,
+    /// The mask head's convolutions and the sigmoid.
+    MaskHead,
+    /// Mask pasting into image coordinates (Mask R-CNN's `paste_masks_in_image`).
+    Paste,
+}
+
+impl InferenceStage {
+    /// All stages, in order.
+    pub const ALL: [InferenceStage; 9] = [
+        InferenceStage::Preprocess,
+        InferenceStage::Backbone,
+        InferenceStage::Fpn,
+        InferenceStage::Rpn,
+        InferenceStage::BoxRoiAlign,
+        InferenceStage::BoxBranch,
+        InferenceStage::MaskRoiAlign,
+        InferenceStage::MaskHead,
+        InferenceStage::Paste,
+    ];
+
+    /// A short name (`"backbone"`, `"mask head"`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            InferenceStage::Preprocess => "preprocess",
+            InferenceStage::Backbone => "backbone",
+            InferenceStage::Fpn => "FPN",
+            InferenceStage::Rpn => "RPN + proposals",
+            InferenceStage::BoxRoiAlign => "box RoIAlign",
+            InferenceStage::BoxBranch => "box head + NMS",
+            InferenceStage::MaskRoiAlign => "mask RoIAlign",
+            InferenceStage::MaskHead => "mask head",
+            InferenceStage::Paste => "mask pasting",
+        }
     }
 }
 
@@ -443,5 +653,13 @@ impl InstanceSegmenter for MaskRcnn {
 
     fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
         Ok(self.predict(images))
+    }
+
+    fn segment_batch_above(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+    ) -> crate::Result<Vec<Instances>> {
+        Ok(self.predict_above(images, min_score))
     }
 }

@@ -26,5 +26,7 @@ pub mod ops;
 mod target;
 
 pub use error::{ModelError, TensorShapeMismatch};
-pub use mask_rcnn::{MaskRcnn, MaskRcnnConfig, MaskRcnnLosses};
+pub use mask_rcnn::{
+    InferenceMacs, InferenceStage, MaskRcnn, MaskRcnnConfig, MaskRcnnLosses, StageTime,
+};
 pub use target::TrainingTarget;

@@ -84,6 +84,48 @@ impl ResNetConfig {
         [1, 2, 4, 8].map(|m| self.width * m * e)
     }
 
+    /// Multiply-accumulates of the convolutions per input pixel (normalization, ReLU and
+    /// pooling left out): the stem at stride 2, then stage `k` at stride `2^(k+1)`, each
+    /// block's convolutions at its output resolution except a bottleneck's first 1×1 (at
+    /// its input's). An unsupported depth counts as 0.
+    pub fn macs_per_pixel(&self) -> f64 {
+        let Ok((blocks, kind)) = self.layout() else {
+            return 0.0;
+        };
+        let conv = |c_in: usize, c_out: usize, k: usize, stride: usize| {
+            (c_in * c_out * k * k) as f64 / (stride * stride) as f64
+        };
+        let mut total = conv(self.in_channels, self.width, 7, 2);
+        let mut in_ch = self.width;
+        for (stage, &n) in blocks.iter().enumerate() {
+            let planes = self.width << stage;
+            let out_ch = planes * kind.expansion();
+            for i in 0..n {
+                let output = 1usize << (stage + 2);
+                let input = if i == 0 && stage > 0 {
+                    output / 2
+                } else {
+                    output
+                };
+                total += match kind {
+                    BlockKind::Basic => {
+                        conv(in_ch, planes, 3, output) + conv(planes, planes, 3, output)
+                    }
+                    BlockKind::Bottleneck => {
+                        conv(in_ch, planes, 1, input)
+                            + conv(planes, planes, 3, output)
+                            + conv(planes, out_ch, 1, output)
+                    }
+                };
+                if i == 0 && (stage > 0 || in_ch != out_ch) {
+                    total += conv(in_ch, out_ch, 1, output);
+                }
+                in_ch = out_ch;
+            }
+        }
+        total
+    }
+
     /// Builds the network with torchvision's initialization: Kaiming-normal convolutions
     /// (fan-out, ReLU gain), norms at the identity.
     ///
@@ -381,6 +423,21 @@ impl ResNet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn multiply_accumulates_match_the_published_counts() {
+        // torchvision's model table (GFLOPS at 224², counted as multiply-accumulates,
+        // the 1000-way classifier included: 0.5 M and 2.0 M of them).
+        for (depth, published, fc) in [(18, 1.81e9, 0.512e6), (50, 4.09e9, 2.048e6)] {
+            let convs = ResNetConfig::new(depth).macs_per_pixel() * 224.0 * 224.0;
+            let rel = (convs + fc - published).abs() / published;
+            assert!(
+                rel < 0.01,
+                "ResNet-{depth}: {convs:.4e} MACs, published {published:.3e}"
+            );
+        }
+        assert_eq!(ResNetConfig::new(19).macs_per_pixel(), 0.0);
+    }
 
     #[test]
     fn out_channels_follow_block_kind() {

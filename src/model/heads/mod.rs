@@ -8,6 +8,6 @@ mod roi_heads;
 mod rpn;
 
 pub use box_head::{BoxHead, BoxHeadConfig};
-pub use mask_head::{MaskHead, MaskHeadConfig};
+pub use mask_head::{MaskHead, MaskHeadConfig, BATCHED_REGIONS};
 pub use roi_heads::{Detection, RoiHeadsConfig, RoiSamples};
 pub use rpn::{Rpn, RpnConfig, RpnHead, RpnLosses, RpnOutput};

@@ -20,9 +20,6 @@ pub struct TilerConfig {
     /// Tiles segmented per [`InstanceSegmenter::segment_batch`] call (bounds memory).
     #[config(default = 4)]
     pub batch_size: usize,
-    /// Colour of the padding around images smaller than a tile.
-    #[config(default = "[255, 255, 255]")]
-    pub pad_colour: [u8; 3],
     /// Two detections from different tiles are the same nucleus when their IoU (over the
     /// area both tiles see) is above this.
     #[config(default = 0.2)]
@@ -136,7 +133,7 @@ impl Tiler {
                     y0,
                     width: tw,
                     height: th,
-                    input_size: (t, t),
+                    input_size: (tw, th),
                     core: [cx[i].0, cy[j].0, cx[i].1, cy[j].1],
                     inner_edges: [x0 > 0, y0 > 0, x0 + tw < width, y0 + th < height],
                 });
@@ -152,13 +149,13 @@ impl Tiler {
         ((self.config.tile_size - self.config.stride) / 2).saturating_sub(1)
     }
 
-    /// The tile's pixels, padded to [`Tile::input_size`] with the pad colour.
+    /// The tile's pixels (padded to [`Tile::input_size`] with white, should that be larger).
     ///
     /// # Shapes
     /// `tile.input_size` out.
     pub fn extract(&self, image: &RgbImage, tile: &Tile) -> RgbImage {
         let (iw, ih) = tile.input_size;
-        let mut out = RgbImage::from_pixel(iw, ih, Rgb(self.config.pad_colour));
+        let mut out = RgbImage::from_pixel(iw, ih, Rgb([255, 255, 255]));
         let src = image.as_raw();
         let stride = image.width() as usize * 3;
         let dst_stride = iw as usize * 3;
@@ -186,6 +183,31 @@ impl Tiler {
         &self,
         segmenter: &S,
         image: &RgbImage,
+        progress: impl FnMut(usize, usize),
+    ) -> crate::Result<Instances> {
+        self.segment_tiles(segmenter, image, None, progress)
+    }
+
+    /// Like [`segment_with_progress`](Self::segment_with_progress), with only the tiles'
+    /// nuclei scored at least `min_score` ([`InstanceSegmenter::segment_batch_above`]):
+    /// the lower-scored ones take no part in stitching, and the segmenter may skip their
+    /// work. The stitched nuclei are not filtered again (a nucleus joined from cut pieces
+    /// scores their area-weighted mean, at least `min_score`).
+    pub fn segment_above<S: InstanceSegmenter + ?Sized>(
+        &self,
+        segmenter: &S,
+        image: &RgbImage,
+        min_score: f32,
+        progress: impl FnMut(usize, usize),
+    ) -> crate::Result<Instances> {
+        self.segment_tiles(segmenter, image, Some(min_score), progress)
+    }
+
+    fn segment_tiles<S: InstanceSegmenter + ?Sized>(
+        &self,
+        segmenter: &S,
+        image: &RgbImage,
+        min_score: Option<f32>,
         mut progress: impl FnMut(usize, usize),
     ) -> crate::Result<Instances> {
         let (width, height) = image.dimensions();
@@ -194,7 +216,10 @@ impl Tiler {
         let mut done = 0;
         for batch in tiles.chunks(self.config.batch_size) {
             let inputs: Vec<RgbImage> = batch.iter().map(|t| self.extract(image, t)).collect();
-            let found = segmenter.segment_batch(&inputs)?;
+            let found = match min_score {
+                Some(min) => segmenter.segment_batch_above(&inputs, min)?,
+                None => segmenter.segment_batch(&inputs)?,
+            };
             if found.len() != inputs.len() {
                 return Err(PostprocessError::BatchLength {
                     context: "tiling",
@@ -234,6 +259,20 @@ impl<S: InstanceSegmenter> TiledSegmenter<S> {
 impl<S: InstanceSegmenter> InstanceSegmenter for TiledSegmenter<S> {
     fn segment_instances(&self, image: &RgbImage) -> crate::Result<Instances> {
         self.tiler.segment(&self.segmenter, image)
+    }
+
+    fn segment_batch_above(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+    ) -> crate::Result<Vec<Instances>> {
+        images
+            .iter()
+            .map(|i| {
+                self.tiler
+                    .segment_above(&self.segmenter, i, min_score, |_, _| {})
+            })
+            .collect()
     }
 }
 
@@ -284,17 +323,19 @@ mod tests {
     }
 
     #[test]
-    fn extract_pads_small_images() {
+    fn an_image_smaller_than_a_tile_is_one_unpadded_tile() {
         let img = RgbImage::from_fn(3, 2, |x, y| Rgb([x as u8, y as u8, 0]));
         let p = tiler(4, 2);
         let tiles = p.tiles(3, 2);
         assert_eq!(tiles.len(), 1);
         assert_eq!(tiles[0].core, [0, 0, 3, 2]);
         assert_eq!(tiles[0].inner_edges, [false; 4]);
-        let t = p.extract(&img, &tiles[0]);
-        assert_eq!(t.dimensions(), (4, 4));
-        assert_eq!(t.get_pixel(2, 1), &Rgb([2, 1, 0]));
-        assert_eq!(t.get_pixel(3, 1), &Rgb([255, 255, 255]));
-        assert_eq!(t.get_pixel(0, 2), &Rgb([255, 255, 255]));
+        assert_eq!(tiles[0].input_size, (3, 2));
+        assert_eq!(p.extract(&img, &tiles[0]), img);
+        // Along one axis only: 3 wide, 6 high with 4-px tiles → 3×4 tiles.
+        let tall = RgbImage::from_fn(3, 6, |x, y| Rgb([x as u8, y as u8, 0]));
+        let tiles = p.tiles(3, 6);
+        assert!(tiles.iter().all(|t| t.input_size == (3, 4)));
+        assert_eq!(p.extract(&tall, &tiles[1]).get_pixel(2, 3), &Rgb([2, 5, 0]));
     }
 }

@@ -28,10 +28,8 @@ impl TtaConfig {
 /// [`merge_views`].
 ///
 /// The distinct views are segmented once each (the paper set's repeated 180° view is not
-/// segmented twice), with one [`InstanceSegmenter::segment_batch`] call per view size (one
-/// call for a square image, two for a non-square one, whose rotated views are transposed).
-/// A batch of `k` images therefore reaches the wrapped segmenter as up to `k × 8` images
-/// (`k × 6` for the paper set): size the tiler's `batch_size` accordingly.
+/// segmented twice), in calls of [`TtaConfig::views_per_batch`] views of one size (a
+/// non-square image's rotated views are transposed, so they go in calls of their own).
 ///
 /// Predictions are checked ([`PostprocessError::SizeMismatch`],
 /// [`PostprocessError::MalformedMask`]), clipped to the view, and mapped back exactly by the
@@ -67,7 +65,8 @@ impl<S: InstanceSegmenter> TtaEnsemble<S> {
     }
 
     /// The predictions of every view of every image, mapped back to each image's frame:
-    /// `result[image][k]` is the prediction for `config.set.views()[k]`.
+    /// `result[image][k]` is the prediction for `config.set.views()[k]`, without the nuclei
+    /// scored below [`TtaConfig::view_min_score`].
     pub fn segment_views(&self, images: &[RgbImage]) -> crate::Result<Vec<Vec<Instances>>> {
         let views = self.config.set.views();
         let mut distinct = views.clone();
@@ -94,23 +93,27 @@ impl<S: InstanceSegmenter> TtaEnsemble<S> {
                 .copied()
                 .filter(|j| size_of(j) == size)
                 .collect();
-            let batch: Vec<RgbImage> = group
-                .iter()
-                .map(|&(i, d)| distinct[d].apply_image(&images[i]))
-                .collect();
-            let results = self.segmenter.segment_batch(&batch)?;
-            if results.len() != batch.len() {
-                return Err(PostprocessError::BatchLength {
-                    context: "test-time augmentation",
-                    expected: batch.len(),
-                    got: results.len(),
+            for part in group.chunks(self.config.views_per_batch.max(1)) {
+                let batch: Vec<RgbImage> = part
+                    .iter()
+                    .map(|&(i, d)| distinct[d].apply_image(&images[i]))
+                    .collect();
+                let results = self
+                    .segmenter
+                    .segment_batch_above(&batch, self.config.view_min_score)?;
+                if results.len() != batch.len() {
+                    return Err(PostprocessError::BatchLength {
+                        context: "test-time augmentation",
+                        expected: batch.len(),
+                        got: results.len(),
+                    }
+                    .into());
                 }
-                .into());
-            }
-            for ((i, d), result) in group.into_iter().zip(results) {
-                let t = distinct[d];
-                let result = sanitize(result, size.0, size.1, || format!("TTA view {t}"))?;
-                found[i][d] = Some(t.inverse().apply_instances(&result));
+                for (&(i, d), result) in part.iter().zip(results) {
+                    let t = distinct[d];
+                    let result = sanitize(result, size.0, size.1, || format!("TTA view {t}"))?;
+                    found[i][d] = Some(t.inverse().apply_instances(&result));
+                }
             }
         }
         Ok(found
@@ -136,8 +139,8 @@ impl<S: InstanceSegmenter> InstanceSegmenter for TtaEnsemble<S> {
             .expect("one image in, one result out"))
     }
 
-    /// Segments the views of all images together (grouped by size, one inner
-    /// `segment_batch` call per size), then merges each image's views.
+    /// Segments the views of all images (grouped by size, [`TtaConfig::views_per_batch`]
+    /// per inner call), then merges each image's views.
     fn segment_batch(&self, images: &[RgbImage]) -> crate::Result<Vec<Instances>> {
         if self.config.set == TtaSet::None {
             return self.segmenter.segment_batch(images);
@@ -146,5 +149,23 @@ impl<S: InstanceSegmenter> InstanceSegmenter for TtaEnsemble<S> {
             .iter()
             .map(|views| Ok(merge_views(views, &self.config)?))
             .collect()
+    }
+
+    /// [`segment_batch`](Self::segment_batch) without the merged nuclei scored below
+    /// `min_score` (their mean over the views); without views, the wrapped segmenter's own
+    /// `segment_batch_above`.
+    fn segment_batch_above(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+    ) -> crate::Result<Vec<Instances>> {
+        if self.config.set == TtaSet::None {
+            return self.segmenter.segment_batch_above(images, min_score);
+        }
+        let mut merged = self.segment_batch(images)?;
+        for instances in &mut merged {
+            instances.items.retain(|i| i.score >= min_score);
+        }
+        Ok(merged)
     }
 }
