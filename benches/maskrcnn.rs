@@ -46,6 +46,7 @@ fn inference(c: &mut Criterion) {
     device.seed(0);
     // Score threshold 0 keeps up to 1000 detections, as the torchvision peer does.
     let r50 = MaskRcnnConfig::new()
+        .with_test_caps_area(None)
         .with_roi_heads(RoiHeadsConfig::new().with_score_thresh(0.0))
         .init(&device)
         .unwrap();

@@ -19,7 +19,7 @@ use nucseg::{
     data::image_inputs,
     export::{file_names, write_all},
     output::{stem, OutputDir},
-    pipeline::{Pipeline, PipelineConfig},
+    pipeline::Pipeline,
     postprocess::TtaSet,
     pretrained::{default_model, load_bundle, NormalizerChoice},
 };
@@ -45,19 +45,6 @@ struct Args {
     /// Test-time augmentation: none, paper (7 views) or d4 (all 8 flips/rotations).
     #[arg(long, default_value = "paper")]
     tta: TtaSet,
-    /// With TTA: each view's nuclei scored below this take no part in the vote (and get no
-    /// mask computed); 0 keeps all the model returns, as the paper.
-    #[arg(long, default_value_t = 0.5)]
-    view_min_score: f32,
-    /// Tile side for large images (px).
-    #[arg(long, default_value_t = 1024)]
-    tile: u32,
-    /// Overlap between neighbouring tiles (px).
-    #[arg(long, default_value_t = 256)]
-    overlap: u32,
-    /// Drop nuclei scored below this.
-    #[arg(long, default_value_t = 0.5)]
-    min_score: f32,
     /// Ground truth: a label map or MoNuSeg XML, or a folder of them named like the images;
     /// adds a true/false positive comparison overlay.
     #[arg(long)]
@@ -71,6 +58,8 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    #[command(flatten)]
+    pipeline: common::PipelineArgs,
     #[command(flatten)]
     limits: common::ReadLimits,
 }
@@ -107,20 +96,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.dcgmm_model.as_deref(),
         &device,
     )?;
-    let config = PipelineConfig::new()
-        .with_tta(
-            PipelineConfig::new()
-                .tta
-                .with_set(args.tta)
-                .with_view_min_score(args.view_min_score),
-        )
-        .with_tiling(
-            PipelineConfig::new()
-                .tiling
-                .with_tile_size(args.tile)
-                .with_stride(args.tile.saturating_sub(args.overlap)),
-        )
-        .with_min_score(args.min_score);
+    let config = args.pipeline.config(args.tta);
     let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
     println!(
         "model {} · normalization {} · TTA {} · {} image(s) → {}",

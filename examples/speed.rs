@@ -19,7 +19,6 @@ use nucseg::{
     backend::BackendKind,
     burn::tensor::{Distribution, Tensor},
     model::{heads::RoiHeadsConfig, InferenceStage, MaskRcnnConfig, StageTime},
-    pipeline::PipelineConfig,
     postprocess::TtaSet,
     pretrained::{default_model, load_bundle},
 };
@@ -38,15 +37,6 @@ struct Args {
     /// TTA settings of the end-to-end runs, comma-separated (none, paper, d4).
     #[arg(long, default_value = "none,paper", value_delimiter = ',')]
     tta: Vec<TtaSet>,
-    /// Tile side of the end-to-end runs (px).
-    #[arg(long, default_value_t = 1024)]
-    tile: u32,
-    /// Overlap between neighbouring tiles (px).
-    #[arg(long, default_value_t = 256)]
-    overlap: u32,
-    /// Score threshold of the pipeline (and of the second forward pass).
-    #[arg(long, default_value_t = 0.5)]
-    min_score: f32,
     /// Side of the square matrices of the peak measurement.
     #[arg(long, default_value_t = 2048)]
     gemm: usize,
@@ -58,6 +48,9 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    /// The pipeline's settings (`--min-score` also sets the second forward pass's).
+    #[command(flatten)]
+    pipeline: common::PipelineArgs,
 }
 
 fn main() -> ExitCode {
@@ -135,7 +128,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         Some(n) => nucseg::stain::StainNormalizer::transform(n, &image)?,
         None => image.clone(),
     };
-    for min_score in [0.0, args.min_score] {
+    for min_score in [0.0, args.pipeline.min_score] {
         let mut best: Option<(f64, Vec<StageTime>)> = None;
         for _ in 0..args.runs.max(1) {
             let mut stages = Vec::new();
@@ -228,18 +221,10 @@ fn run(args: Args) -> nucseg::Result<()> {
     println!(
         "\n## Pipeline end to end ({}-px tiles, {}-px overlap, scores ≥ {})\n\
          | TTA | s | nuclei | peak RSS (MB) |\n| --- | --- | --- | --- |",
-        args.tile, args.overlap, args.min_score
+        args.pipeline.tile, args.pipeline.overlap, args.pipeline.min_score
     );
     for set in &args.tta {
-        let config = PipelineConfig::new()
-            .with_tta(PipelineConfig::new().tta.with_set(*set))
-            .with_tiling(
-                PipelineConfig::new()
-                    .tiling
-                    .with_tile_size(args.tile)
-                    .with_stride(args.tile.saturating_sub(args.overlap)),
-            )
-            .with_min_score(args.min_score);
+        let config = args.pipeline.config(*set);
         let pipeline = bundle.pipeline(config)?;
         reset_peak_memory();
         let (secs, nuclei) = best_of(args.runs, || pipeline.run(&image))?;

@@ -103,6 +103,46 @@ impl ReadLimits {
     }
 }
 
+/// The pipeline's settings on the command line (`segment`, `speed`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct PipelineArgs {
+    /// With TTA: each view's nuclei scored below this take no part in the vote (and get no
+    /// mask computed); 0 keeps all the model returns, as the paper.
+    #[arg(long, default_value_t = 0.5)]
+    pub view_min_score: f32,
+    /// Tile side for large images (px); the paper's is 500.
+    #[arg(long, default_value_t = 1024)]
+    pub tile: u32,
+    /// Overlap between neighbouring tiles (px); the paper's is 250.
+    #[arg(long, default_value_t = 256)]
+    pub overlap: u32,
+    /// Drop nuclei scored below this.
+    #[arg(long, default_value_t = 0.5)]
+    pub min_score: f32,
+}
+
+impl PipelineArgs {
+    /// The pipeline's configuration with these settings and the TTA views `tta`.
+    pub fn config(&self, tta: nucseg::postprocess::TtaSet) -> nucseg::pipeline::PipelineConfig {
+        let defaults = nucseg::pipeline::PipelineConfig::new();
+        defaults
+            .clone()
+            .with_tta(
+                defaults
+                    .tta
+                    .with_set(tta)
+                    .with_view_min_score(self.view_min_score),
+            )
+            .with_tiling(
+                defaults
+                    .tiling
+                    .with_tile_size(self.tile)
+                    .with_stride(self.tile.saturating_sub(self.overlap)),
+            )
+            .with_min_score(self.min_score)
+    }
+}
+
 /// A terminal progress bar over `len` items, labelled `what`, with elapsed time, rate and
 /// ETA; hidden when `visible` is false (e.g. in tests or when output is piped).
 pub fn progress_bar(len: u64, what: &str, visible: bool) -> ProgressBar {
