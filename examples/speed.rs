@@ -48,6 +48,10 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    /// Only one forward pass, at `--min-score` (for instruction counting under callgrind:
+    /// `scripts/callgrind_forward.sh`).
+    #[arg(long)]
+    forward_only: bool,
     /// The pipeline's settings (`--min-score` also sets the second forward pass's).
     #[command(flatten)]
     pipeline: common::PipelineArgs,
@@ -128,7 +132,12 @@ fn run(args: Args) -> nucseg::Result<()> {
         Some(n) => nucseg::stain::StainNormalizer::transform(n, &image)?,
         None => image.clone(),
     };
-    for min_score in [0.0, args.pipeline.min_score] {
+    let thresholds = if args.forward_only {
+        vec![args.pipeline.min_score]
+    } else {
+        vec![0.0, args.pipeline.min_score]
+    };
+    for min_score in thresholds {
         let mut best: Option<(f64, Vec<StageTime>)> = None;
         for _ in 0..args.runs.max(1) {
             let mut stages = Vec::new();
@@ -187,6 +196,10 @@ fn run(args: Args) -> nucseg::Result<()> {
                 100.0 * secs / total
             );
         }
+    }
+
+    if args.forward_only {
+        return Ok(());
     }
 
     // 4. The torchvision peer's network, at its detection count.
