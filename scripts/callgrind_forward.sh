@@ -18,5 +18,7 @@ RAYON_NUM_THREADS=1 valgrind --tool=callgrind --callgrind-out-file="$OUT/callgri
   "$TARGET/release/examples/speed" assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png \
   --runs 1 --gemm 64 --forward-only > "$OUT/speed.txt" 2> "$OUT/valgrind.txt"
 grep -E "^## Forward" "$OUT/speed.txt" || true
-callgrind_annotate "$OUT/callgrind.out" 2>/dev/null | sed -n '/Ir/,$p' | head -n 16
+callgrind_annotate "$OUT/callgrind.out" > "$OUT/annotate.txt" 2>/dev/null
+grep "PROGRAM TOTALS" "$OUT/annotate.txt"
+grep -A 14 "file:function" "$OUT/annotate.txt" | tail -n +3
 rm -rf "$OUT"
