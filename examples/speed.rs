@@ -196,6 +196,26 @@ fn run(args: Args) -> nucseg::Result<()> {
                 100.0 * secs / total
             );
         }
+        let work_of = |stage: InferenceStage| -> usize {
+            stages
+                .iter()
+                .filter(|s| s.stage == stage)
+                .map(|s| s.count)
+                .sum()
+        };
+        let flop = 2.0
+            * macs.total(
+                work_of(InferenceStage::Backbone) as f64,
+                work_of(InferenceStage::BoxBranch),
+                work_of(InferenceStage::MaskHead),
+            );
+        println!(
+            "all of it: {:.1} GFLOP, {:.1} GFLOP/s; {:.2} s at the measured peak (the \
+             arithmetic floor of this forward)",
+            flop / 1e9,
+            flop / total / 1e9,
+            flop / (peak * 1e9)
+        );
     }
 
     if args.forward_only {

@@ -426,12 +426,17 @@ pub trait InstanceSegmenter {
         images: &[RgbImage],
         min_score: f32,
     ) -> crate::Result<Vec<Instances>> {
-        let mut found = self.segment_batch(images)?;
-        for instances in &mut found {
-            instances.items.retain(|i| i.score >= min_score);
-        }
-        Ok(found)
+        Ok(keep_above(self.segment_batch(images)?, min_score))
     }
+}
+
+/// Each image's instances scored at least `min_score` (the filter of
+/// [`InstanceSegmenter::segment_batch_above`]'s default).
+pub(crate) fn keep_above(mut found: Vec<Instances>, min_score: f32) -> Vec<Instances> {
+    for instances in &mut found {
+        instances.items.retain(|i| i.score >= min_score);
+    }
+    found
 }
 
 /// A borrowed segmenter is a segmenter, so wrappers can borrow a model:

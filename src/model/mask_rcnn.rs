@@ -437,6 +437,14 @@ impl MaskRcnn {
         }
     }
 
+    /// The factor of the inference caps for an input of `pixels` padded pixels
+    /// ([`MaskRcnnConfig::test_caps_area`]).
+    pub fn test_caps_scale(&self, pixels: usize) -> usize {
+        self.config
+            .test_caps_area
+            .map_or(1, |a| pixels.div_ceil(a).max(1))
+    }
+
     /// Detects nuclei in images (any sizes; they are batched together, padded to the
     /// largest). Run it on a model from [`Module::valid`] (no autodiff) for speed.
     pub fn predict(&self, images: &[RgbImage]) -> Vec<Instances> {
@@ -565,16 +573,6 @@ impl MaskRcnn {
             out.push(inst);
         }
         out
-    }
-}
-
-impl MaskRcnn {
-    /// The factor of the inference caps for an input of `pixels` padded pixels
-    /// ([`MaskRcnnConfig::test_caps_area`]).
-    pub fn test_caps_scale(&self, pixels: usize) -> usize {
-        self.config
-            .test_caps_area
-            .map_or(1, |a| pixels.div_ceil(a).max(1))
     }
 }
 

@@ -181,14 +181,13 @@ mod tests {
     fn batched_forward_equals_the_convolutions() {
         let device = Device::flex();
         device.seed(7);
-        let head = MaskHeadConfig::new()
+        let mut head = MaskHeadConfig::new()
             .with_in_channels(6)
             .with_layers(vec![8, 5])
             .with_dim_reduced(7)
             .with_num_classes(3)
             .init(&device);
         // Non-zero biases, so that their placement is checked too.
-        let mut head = head;
         for conv in &mut head.mask_fcn {
             conv.bias = Some(Param::from_tensor(Tensor::random(
                 conv.bias.as_ref().unwrap().dims(),

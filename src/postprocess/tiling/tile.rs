@@ -14,7 +14,9 @@ pub struct Tile {
     pub width: u32,
     /// Rows of the image the tile covers.
     pub height: u32,
-    /// Size `(width, height)` of the tile image given to the segmenter, padding included.
+    /// Size `(width, height)` of the tile image given to the segmenter: the tile's own
+    /// `(width, height)`, since tiles are not padded (kept so that a stitcher fed by other
+    /// code can discard predictions in padding).
     pub input_size: (u32, u32),
     /// The region `[x0, y0, x1, y1]` (exclusive ends, image coordinates) this tile owns.
     pub core: [u32; 4],

@@ -1,7 +1,7 @@
 //! [`Tiler`]: the tile layout, and segmentation tile by tile with stitching.
 
 use burn::config::Config;
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 
 use super::{stitch::Stitcher, tile::Tile};
 use crate::instances::{InstanceSegmenter, Instances};
@@ -149,23 +149,12 @@ impl Tiler {
         ((self.config.tile_size - self.config.stride) / 2).saturating_sub(1)
     }
 
-    /// The tile's pixels (padded to [`Tile::input_size`] with white, should that be larger).
+    /// The tile's pixels.
     ///
     /// # Shapes
-    /// `tile.input_size` out.
+    /// `tile.input_size` (= `(tile.width, tile.height)`) out.
     pub fn extract(&self, image: &RgbImage, tile: &Tile) -> RgbImage {
-        let (iw, ih) = tile.input_size;
-        let mut out = RgbImage::from_pixel(iw, ih, Rgb([255, 255, 255]));
-        let src = image.as_raw();
-        let stride = image.width() as usize * 3;
-        let dst_stride = iw as usize * 3;
-        let len = tile.width as usize * 3;
-        let dst = &mut *out;
-        for y in 0..tile.height as usize {
-            let s = (tile.y0 as usize + y) * stride + tile.x0 as usize * 3;
-            dst[y * dst_stride..y * dst_stride + len].copy_from_slice(&src[s..s + len]);
-        }
-        out
+        image::imageops::crop_imm(image, tile.x0, tile.y0, tile.width, tile.height).to_image()
     }
 
     /// Segments `image` tile by tile with `segmenter` and stitches the nuclei.
@@ -279,6 +268,7 @@ impl<S: InstanceSegmenter> InstanceSegmenter for TiledSegmenter<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use image::Rgb;
 
     fn tiler(t: u32, s: u32) -> Tiler {
         TilerConfig::new()

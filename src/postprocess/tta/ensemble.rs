@@ -3,7 +3,7 @@
 use image::RgbImage;
 
 use super::{config::TtaSet, merge::merge_views, TtaConfig};
-use crate::instances::{InstanceSegmenter, Instances};
+use crate::instances::{keep_above, InstanceSegmenter, Instances};
 use crate::postprocess::{masks::sanitize, PostprocessError};
 
 impl TtaConfig {
@@ -93,7 +93,7 @@ impl<S: InstanceSegmenter> TtaEnsemble<S> {
                 .copied()
                 .filter(|j| size_of(j) == size)
                 .collect();
-            for part in group.chunks(self.config.views_per_batch.max(1)) {
+            for part in group.chunks(self.config.views_per_batch) {
                 let batch: Vec<RgbImage> = part
                     .iter()
                     .map(|&(i, d)| distinct[d].apply_image(&images[i]))
@@ -162,10 +162,6 @@ impl<S: InstanceSegmenter> InstanceSegmenter for TtaEnsemble<S> {
         if self.config.set == TtaSet::None {
             return self.segmenter.segment_batch_above(images, min_score);
         }
-        let mut merged = self.segment_batch(images)?;
-        for instances in &mut merged {
-            instances.items.retain(|i| i.score >= min_score);
-        }
-        Ok(merged)
+        Ok(keep_above(self.segment_batch(images)?, min_score))
     }
 }
