@@ -2,8 +2,8 @@
 
 use crate::{
     backend::BackendError, data::DataError, export::ExportError, metrics::MetricsError,
-    model::ModelError, pipeline::UnknownPreset, postprocess::PostprocessError, stain::StainError,
-    train::TrainError,
+    model::ModelError, pipeline::UnknownPreset, postprocess::PostprocessError, slide::SlideError,
+    stain::StainError, train::TrainError,
 };
 
 /// Any error nucseg returns. Each area has its own error type
@@ -35,6 +35,9 @@ pub enum Error {
     /// Training stopped early (a non-finite loss, no data).
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// Reading whole-slide images and segmenting them.
+    #[error(transparent)]
+    Slide(#[from] SlideError),
     /// A name that is not one of the paper's four setups.
     #[error(transparent)]
     Preset(#[from] UnknownPreset),

@@ -51,6 +51,7 @@ pub mod output;
 pub mod pipeline;
 pub mod postprocess;
 pub mod pretrained;
+pub mod slide;
 pub mod stain;
 pub mod train;
 mod union_find;

@@ -1,7 +1,9 @@
 //! Small image-processing kernels on `[height, width]` planes: Gaussian blur, Otsu
-//! threshold, exact Euclidean distance transform.
+//! threshold, exact Euclidean distance transform, hole filling and small-object removal.
 
 use ndarray::Array2;
+
+use crate::data::{connected_components, Connectivity};
 
 /// Separable Gaussian blur with standard deviation `sigma` (pixels), kernel radius
 /// `ceil(3σ)`, borders mirrored. `sigma <= 0` returns a copy.
@@ -184,6 +186,46 @@ fn dt1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
         }
         let p = v[k];
         *dq = (q as f64 - p as f64).powi(2) + f[p];
+    }
+}
+
+/// Fills background components that do not touch the border and are at most `max_area`.
+pub fn fill_holes(mask: &mut Array2<bool>, max_area: u64) {
+    let (h, w) = mask.dim();
+    let background: Vec<bool> = mask.iter().map(|&m| !m).collect();
+    let holes = connected_components(w as u32, h as u32, &background, Connectivity::Four);
+    let mut touches_border = vec![false; holes.max_id() as usize + 1];
+    for y in 0..h as u32 {
+        for x in 0..w as u32 {
+            if x == 0 || y == 0 || x + 1 == w as u32 || y + 1 == h as u32 {
+                touches_border[holes.get(x, y) as usize] = true;
+            }
+        }
+    }
+    let mut area = vec![0u64; holes.max_id() as usize + 1];
+    for &id in holes.as_slice() {
+        area[id as usize] += 1;
+    }
+    for (m, &id) in mask.iter_mut().zip(holes.as_slice()) {
+        if id != 0 && !touches_border[id as usize] && area[id as usize] <= max_area {
+            *m = true;
+        }
+    }
+}
+
+/// Clears 8-connected foreground components smaller than `min_area`.
+pub fn remove_small(mask: &mut Array2<bool>, min_area: u64) {
+    let (h, w) = mask.dim();
+    let fg: Vec<bool> = mask.iter().copied().collect();
+    let comps = connected_components(w as u32, h as u32, &fg, Connectivity::Eight);
+    let mut area = vec![0u64; comps.max_id() as usize + 1];
+    for &id in comps.as_slice() {
+        area[id as usize] += 1;
+    }
+    for (m, &id) in mask.iter_mut().zip(comps.as_slice()) {
+        if id != 0 && area[id as usize] < min_area {
+            *m = false;
+        }
     }
 }
 

@@ -83,23 +83,36 @@ pub fn feature_collection(
                 .expect("every nucleus has a pixel")
                 .closed_ring(config.origin);
             let name = format!("{}{}", config.id_prefix, n.id);
-            json!({
-                "type": "Feature",
-                "id": name,
-                "geometry": { "type": "Polygon", "coordinates": [ring] },
-                "properties": {
-                    "objectType": "detection",
-                    "name": name,
-                    "classification": {
-                        "name": config.class_name,
-                        "color": config.class_color,
-                    },
-                    "measurements": measurement_map(r),
-                }
-            })
+            nucleus_feature(&ring, &name, &name, r, config)
         })
         .collect();
     Ok(json!({ "type": "FeatureCollection", "features": features }))
+}
+
+/// One nucleus as a QuPath detection feature (see the module docs): its closed outer
+/// `ring`, feature `id` (QuPath ≥ 0.4 takes a UUID string as the object's id), `name` and
+/// measurements.
+pub fn nucleus_feature(
+    ring: &[[f64; 2]],
+    id: &str,
+    name: &str,
+    r: &NucleusMeasurements,
+    config: &GeoJsonConfig,
+) -> Value {
+    json!({
+        "type": "Feature",
+        "id": id,
+        "geometry": { "type": "Polygon", "coordinates": [ring] },
+        "properties": {
+            "objectType": "detection",
+            "name": name,
+            "classification": {
+                "name": config.class_name,
+                "color": config.class_color,
+            },
+            "measurements": measurement_map(r),
+        }
+    })
 }
 
 /// The QuPath measurement names and values of one nucleus.

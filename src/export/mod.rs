@@ -55,7 +55,7 @@ use crate::{
 
 pub use contours::{outer_contour, Contour};
 pub use error::ExportError;
-pub use geojson::{feature_collection, GeoJsonConfig};
+pub use geojson::{feature_collection, nucleus_feature, GeoJsonConfig};
 pub use measurements::{
     crofton_perimeter, hull_area_of_pixel_corners, measure_nuclei, measure_nucleus,
     measurements_csv, skimage_perimeter, NucleusMeasurements, CSV_COLUMNS,

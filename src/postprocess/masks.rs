@@ -244,6 +244,67 @@ pub(crate) fn sanitize(
     })
 }
 
+/// Gives every pixel claimed by several instances to the highest-scored one, as
+/// [`Nuclei::from_instances`](crate::Nuclei::from_instances) does on a whole image, but
+/// working only inside groups of overlapping boxes, so it needs no image-sized buffer (a
+/// slide's nuclei). Instances left without a pixel are dropped; the rest keep their score
+/// and class, with their remaining pixels and tight box. Order: groups by their first
+/// member, within a group by decreasing score.
+pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
+    let rects: Vec<Rect> = items.iter().map(|i| mask_rect(&i.mask)).collect();
+    let grid = super::grid::SpatialGrid::new(rects.clone());
+    let mut sets = crate::union_find::UnionFind::new(items.len());
+    let mut near = Vec::new();
+    for (i, &r) in rects.iter().enumerate() {
+        grid.query(r, &mut near);
+        for &j in &near {
+            sets.union(i, j as usize);
+        }
+    }
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut group_of = std::collections::HashMap::new();
+    for i in 0..items.len() {
+        let root = sets.find(i);
+        let g = *group_of.entry(root).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    let mut slots: Vec<Option<Instance>> = items.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(slots.len());
+    for group in groups {
+        if let [only] = group[..] {
+            out.push(slots[only].take().expect("one group each"));
+            continue;
+        }
+        let rect = group.iter().map(|&i| rects[i]).fold([0; 4], rect_union);
+        let local = Instances {
+            width: rect[2] - rect[0],
+            height: rect[3] - rect[1],
+            items: group
+                .iter()
+                .map(|&i| {
+                    let mut inst = slots[i].take().expect("one group each");
+                    inst.mask.x0 -= rect[0];
+                    inst.mask.y0 -= rect[1];
+                    inst
+                })
+                .collect(),
+        };
+        for n in crate::Nuclei::from_instances(&local).items {
+            let mask = translate(n.mask, rect[0], rect[1]);
+            out.push(Instance {
+                bbox: tight_box_f32(&mask),
+                mask,
+                score: n.score,
+                class_id: n.class_id,
+            });
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

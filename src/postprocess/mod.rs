@@ -37,5 +37,6 @@ mod tta;
 
 pub use dihedral::Dihedral;
 pub use error::PostprocessError;
+pub use masks::exclusive_masks;
 pub use tiling::{Stitcher, Tile, TiledSegmenter, Tiler, TilerConfig};
 pub use tta::{merge_views, TtaConfig, TtaEnsemble, TtaSet, UnmatchedPolicy};

@@ -140,22 +140,71 @@ impl Stitcher {
     /// The stitched nuclei: accepted owned detections, then accepted spare ones, then nuclei
     /// joined from cut pieces.
     pub fn finish(self) -> Instances {
-        let Stitcher {
-            width,
-            height,
-            match_iou,
-            pieces,
-        } = self;
-        let grid = SpatialGrid::new(pieces.iter().map(|p| mask_rect(&p.instance.mask)).collect());
-        let accepted = accept_whole(&pieces, &grid, match_iou);
-        let loose = unexplained_cuts(&pieces, &grid, &accepted, match_iou);
-        let groups = join_cuts(&pieces, &grid, &loose, match_iou);
         Instances {
-            width,
-            height,
-            items: assemble(pieces, &accepted, groups),
+            width: self.width,
+            height: self.height,
+            items: decide(self.pieces, self.match_iou),
         }
     }
+
+    /// Decides, as [`finish`](Self::finish) would, the nuclei that no tile added later can
+    /// change, and forgets their detections; for tiles added row by row (as
+    /// [`Tiler::tiles`](super::Tiler::tiles) lists them), call it with the next row's top
+    /// `y` after each row, and [`finish`](Self::finish) after the last.
+    ///
+    /// Detections interact (duplicates, explained cuts, joined pieces) only when their masks
+    /// overlap, so the detections are grouped by overlapping boxes, and a group whose boxes
+    /// all end at or above `y` is final once every later tile lies below `y`. Deciding such a
+    /// group on its own gives exactly the nuclei `finish` would give it (in another order),
+    /// so a slide streamed band by band keeps only the detections of about two rows of tiles.
+    pub fn drain_above(&mut self, y: u32) -> Vec<Instance> {
+        let n = self.pieces.len();
+        let rects: Vec<Rect> = self
+            .pieces
+            .iter()
+            .map(|p| mask_rect(&p.instance.mask))
+            .collect();
+        let grid = SpatialGrid::new(rects.clone());
+        let mut sets = UnionFind::new(n);
+        let mut near = Vec::new();
+        for (i, &r) in rects.iter().enumerate() {
+            grid.query(r, &mut near);
+            for &j in &near {
+                sets.union(i, j as usize);
+            }
+        }
+        let mut bottom = vec![0u32; n];
+        for (i, r) in rects.iter().enumerate() {
+            let root = sets.find(i);
+            bottom[root] = bottom[root].max(r[3]);
+        }
+        let closed: Vec<bool> = (0..n).map(|i| bottom[sets.find(i)] <= y).collect();
+        let mut done = Vec::new();
+        let mut open = Vec::new();
+        for (c, p) in closed.into_iter().zip(std::mem::take(&mut self.pieces)) {
+            if c {
+                done.push(p);
+            } else {
+                open.push(p);
+            }
+        }
+        self.pieces = open;
+        decide(done, self.match_iou)
+    }
+
+    /// Detections held (added and not yet decided).
+    pub fn pending(&self) -> usize {
+        self.pieces.len()
+    }
+}
+
+/// Steps 1–3 of the module docs on a set of pieces (all of them, or closed groups).
+fn decide(pieces: Vec<Piece>, match_iou: f64) -> Vec<Instance> {
+    let grid = SpatialGrid::new(pieces.iter().map(|p| mask_rect(&p.instance.mask)).collect());
+    let accepted = accept_whole(&pieces, &grid, match_iou);
+    let loose = unexplained_cuts(&pieces, &grid, &accepted, match_iou);
+    let groups = join_cuts(&pieces, &grid, &loose, match_iou);
+    assemble(pieces, &accepted, groups)
 }
 
 /// Indices of the pieces of `kind` by decreasing score (ties: tile, then list order).

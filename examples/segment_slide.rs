@@ -1,0 +1,245 @@
+//! Segments the nuclei of whole-slide images (pyramidal TIFF / BigTIFF, OME-TIFF, Aperio
+//! SVS) in bounded memory and writes, per slide, `nuclei.geojson.gz` (QuPath detections,
+//! level-0 coordinates), `summary.json` and `thumbnail.png` (tissue outline, nuclei density).
+//!
+//! ```text
+//! cargo run --release --example segment_slide -- slide.svs --out slides
+//! cargo run --release --example segment_slide -- --manifest cohort.csv --index 3 --out slides
+//! cargo run --release --example segment_slide -- slide.svs --shard 0/4 --out slides  # × 4, then
+//! cargo run --release --example segment_slide -- slide.svs --merge --out slides
+//! cargo run --release --example segment_slide -- --cohort-summary --out slides
+//! ```
+//!
+//! A killed run continues from the tiles it finished when started again; a slide whose
+//! `summary.json` exists is skipped (`--overwrite` redoes it). In a cluster array job,
+//! `--index` defaults to `SLURM_ARRAY_TASK_ID` or `JOB_COMPLETION_INDEX` (see `deploy/`).
+
+mod common;
+
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use clap::Parser;
+use common::{exit_code, progress_bar};
+use nucseg::{
+    backend::BackendKind,
+    pipeline::Pipeline,
+    postprocess::TtaSet,
+    pretrained::{default_model, load_bundle, NormalizerChoice},
+    slide::{
+        cohort_csv, cohort_summaries, read_manifest, task_index, Prepared, Shard, SlideConfig,
+        SlideError, SlideReader, SlideRun, TiffSlide,
+    },
+};
+
+#[derive(Parser)]
+#[command(about = "Segment nuclei in whole-slide images (GeoJSON for QuPath, summary, thumbnail)")]
+struct Args {
+    /// The slide (TIFF, BigTIFF, OME-TIFF, SVS); or use --manifest.
+    slide: Option<PathBuf>,
+    /// A CSV of slides (a `slide` column; optional `id` and `mpp`); runs row --index.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// The manifest row to run (0-based); default: $SLURM_ARRAY_TASK_ID or
+    /// $JOB_COMPLETION_INDEX.
+    #[arg(long)]
+    index: Option<usize>,
+    /// Output folder; each slide writes into its own subfolder (its id or file stem).
+    #[arg(long, default_value = "nucseg-slides")]
+    out: PathBuf,
+    /// Microns per pixel at level 0, overriding the file's (needed when it has none).
+    #[arg(long)]
+    mpp: Option<f64>,
+    /// Segment only the share k/n (0-based) of the slide's tiles; then run --merge.
+    #[arg(long)]
+    shard: Option<Shard>,
+    /// Stitch the tiles the shards left into the slide's outputs.
+    #[arg(long)]
+    merge: bool,
+    /// Write <out>/cohort.csv from the finished slides' summaries, and print it.
+    #[arg(long)]
+    cohort_summary: bool,
+    /// Redo a finished slide, or restart one begun with other settings.
+    #[arg(long)]
+    overwrite: bool,
+    /// Model bundle; default: the shipped model.
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Stain normalization (per tile): model, dcgmm, macenko, reinhard or none.
+    #[arg(long, default_value = "model")]
+    normalize: NormalizerChoice,
+    /// Template image for --normalize macenko / reinhard.
+    #[arg(long)]
+    template: Option<PathBuf>,
+    /// DCGMM network for --normalize dcgmm.
+    #[arg(long)]
+    dcgmm_model: Option<PathBuf>,
+    /// Test-time augmentation: none (the default for slides: 6× faster), paper or d4.
+    #[arg(long, default_value = "none")]
+    tta: TtaSet,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
+    #[command(flatten)]
+    pipeline: common::PipelineArgs,
+}
+
+fn main() -> ExitCode {
+    exit_code(run(Args::parse()))
+}
+
+fn run(args: Args) -> nucseg::Result<()> {
+    if args.cohort_summary {
+        let summaries = cohort_summaries(&args.out)?;
+        let csv = cohort_csv(&summaries);
+        let path = args.out.join("cohort.csv");
+        nucseg::io::write_atomic_bytes(&path, csv.as_bytes()).map_err(|e| SlideError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        print!("{csv}");
+        println!("{} finished slide(s) → {}", summaries.len(), path.display());
+        return Ok(());
+    }
+    let (slide_path, id, mpp) = match (&args.slide, &args.manifest) {
+        (Some(slide), None) => (slide.clone(), nucseg::output::stem(slide), args.mpp),
+        (None, Some(manifest)) => {
+            let rows = read_manifest(manifest)?;
+            let index = task_index(args.index).ok_or_else(|| SlideError::Invalid {
+                path: manifest.clone(),
+                message: "which row? give --index (or set SLURM_ARRAY_TASK_ID)".into(),
+            })?;
+            let row = rows.get(index).ok_or_else(|| SlideError::Invalid {
+                path: manifest.clone(),
+                message: format!(
+                    "row {index} asked for; the manifest has {} slide(s)",
+                    rows.len()
+                ),
+            })?;
+            (row.slide.clone(), row.id.clone(), args.mpp.or(row.mpp))
+        }
+        _ => {
+            return Err(SlideError::Invalid {
+                path: args.out.clone(),
+                message: "give one slide or --manifest (or --cohort-summary)".into(),
+            }
+            .into())
+        }
+    };
+    let slide = TiffSlide::open(&slide_path)?;
+    let pipeline_config = args.pipeline.config(args.tta);
+    let config = SlideConfig::new()
+        .with_tiling(pipeline_config.tiling.clone())
+        .with_min_score(pipeline_config.min_score);
+    let out = args.out.join(&id);
+    let device = args.device.device()?;
+    let bundle = match &args.model {
+        Some(path) => load_bundle(path, &device)?,
+        None => default_model(&device)?,
+    };
+    let normalizer = bundle.normalizer_for(
+        &args.normalize,
+        args.template.as_deref(),
+        args.dcgmm_model.as_deref(),
+        &device,
+    )?;
+    let pipeline = Pipeline::new(pipeline_config, &bundle.model, normalizer)?;
+    let segmenter = format!(
+        "model {} · normalization {} · TTA {} (views ≥ {}) · tile {} overlap {}",
+        bundle.path.display(),
+        pipeline.normalizer_name(),
+        args.tta.name(),
+        args.pipeline.view_min_score,
+        args.pipeline.tile,
+        args.pipeline.overlap
+    );
+    let start = Instant::now();
+    let run = match SlideRun::prepare(&slide, config, &out, mpp, &segmenter, args.overwrite)? {
+        Prepared::Complete(summary) => {
+            println!(
+                "{}: finished before ({} nuclei, {}); --overwrite redoes it",
+                slide_path.display(),
+                summary.nuclei,
+                out.join(nucseg::slide::SUMMARY_FILE).display()
+            );
+            return Ok(());
+        }
+        Prepared::Ready(run) => run,
+    };
+    let plan = run.plan();
+    let (w, h) = slide.dimensions();
+    println!(
+        "{}: {} {w}×{h}, {} · level {} at {:.3}× · {} of {} tiles with tissue ({:.0}% of the \
+         thumbnail) · {} → {}",
+        slide_path.display(),
+        plan.format,
+        match plan.mpp {
+            Some(m) => format!("{m:.4} µm/px ({})", plan.mpp_source),
+            None => "pixel size unknown".into(),
+        },
+        plan.level,
+        plan.scale,
+        plan.tissue_tiles.len(),
+        plan.tiles_total,
+        run.tissue().fraction() * 100.0,
+        segmenter,
+        out.display()
+    );
+    if plan.mpp.is_none() {
+        eprintln!(
+            "warning: {}: the file gives no pixel size; segmenting at its own resolution as if \
+             it were the model's 0.25 µm/px (give --mpp if it is not)",
+            slide_path.display()
+        );
+    }
+    if !args.merge {
+        let shard = args.shard.unwrap_or(Shard::ALL);
+        let missing = run.missing_tiles().len();
+        let bar = progress_bar(
+            plan.tissue_tiles.len().div_ceil(shard.count) as u64,
+            "tiles",
+            true,
+        );
+        let segmented = run.segment_tiles(&pipeline, shard, |p| {
+            bar.set_position(p.done as u64);
+            bar.set_message(format!("{} nuclei", p.nuclei));
+        })?;
+        bar.finish_and_clear();
+        println!(
+            "{segmented} tile(s) segmented now ({} were left before) in {:.1} s",
+            missing,
+            start.elapsed().as_secs_f64()
+        );
+        if args.shard.is_some() {
+            let left = run.missing_tiles().len();
+            println!(
+                "shard {}/{} done; {left} tile(s) of other shards left; then run with --merge",
+                shard.index, shard.count
+            );
+            return Ok(());
+        }
+    }
+    let bar = progress_bar(0, "stitch", true);
+    let summary = run.stitch(|p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("{} nuclei", p.nuclei));
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} nuclei{} · segmentation {:.1} s ({:.3} Mpx of tissue/s) · stitching {:.1} s · peak \
+         RSS {} → {}",
+        summary.nuclei,
+        match (summary.tissue_area_mm2, summary.density_per_mm2) {
+            (Some(a), Some(d)) => format!(" in {a:.2} mm² of tissue ({d:.0}/mm²)"),
+            _ => String::new(),
+        },
+        summary.segment_seconds,
+        summary.tissue_mpx_per_second,
+        summary.stitch_seconds,
+        common::peak_memory_bytes()
+            .map(|b| format!("{:.0} MB", b as f64 / 1e6))
+            .unwrap_or_else(|| "?".into()),
+        out.display()
+    );
+    Ok(())
+}

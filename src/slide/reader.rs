@@ -1,0 +1,639 @@
+//! Whole-slide images read tile by tile: tiled or stripped TIFF and BigTIFF, pyramidal
+//! (every reduced level in the main IFD chain, as libvips, Aperio and QuPath write them),
+//! OME-TIFF (the base level) and Aperio SVS (JPEG tiles with shared `JPEGTables`). Only the
+//! tiles a region needs are read; nothing else of the slide is held in memory.
+//!
+//! Pixel size (µm per pixel at level 0) comes from, in this order: the Aperio
+//! description's `MPP = …`, the OME-XML `PhysicalSizeX` (µm, nm or mm), the TIFF
+//! `XResolution` with `ResolutionUnit` centimetre or inch.
+
+use std::{
+    fs::File,
+    io::{BufReader, Read, Seek, SeekFrom},
+    path::{Path, PathBuf},
+    sync::Mutex,
+};
+
+use image::RgbImage;
+use tiff::{
+    decoder::{ChunkType, Decoder, DecodingResult, Limits},
+    tags::Tag,
+    ColorType,
+};
+
+use super::SlideError;
+
+/// Largest tile (or strip) side accepted, so a hostile header cannot ask for a huge buffer.
+pub const MAX_CHUNK_SIDE: u32 = 16_384;
+/// Largest compressed tile accepted (bytes).
+pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
+/// Largest region [`SlideReader::read_region`] returns (pixels): 16384².
+pub const MAX_REGION_PIXELS: u64 = 1 << 28;
+/// Pixel sizes outside this range (µm per pixel) are not a microscope's and are refused.
+pub const PLAUSIBLE_MPP: (f64, f64) = (0.05, 50.0);
+
+/// What a slide reader gives the segmenter: its pyramid, pixel size and pixels. The TIFF
+/// reader ([`TiffSlide`]) implements it; another format plugs in by implementing it too.
+pub trait SlideReader: Send + Sync {
+    /// The file it reads.
+    fn path(&self) -> &Path;
+    /// The levels, full resolution first, each smaller than the one before.
+    fn levels(&self) -> &[SlideLevel];
+    /// Microns per pixel at level 0, when the file says (see the module docs).
+    fn mpp(&self) -> Option<f64>;
+    /// The format, for reports: `"aperio-svs"`, `"ome-tiff"`, `"tiff"`.
+    fn format(&self) -> &'static str;
+    /// The `width × height` region with top-left corner `(x, y)` of `level` (coordinates of
+    /// that level); pixels outside the level are white (glass).
+    ///
+    /// # Errors
+    /// An empty region or one over [`MAX_REGION_PIXELS`]; a tile that cannot be read.
+    fn read_region(
+        &self,
+        level: usize,
+        x: i64,
+        y: i64,
+        width: u32,
+        height: u32,
+    ) -> Result<RgbImage, SlideError>;
+
+    /// Level 0's `(width, height)`.
+    fn dimensions(&self) -> (u32, u32) {
+        let l = &self.levels()[0];
+        (l.width, l.height)
+    }
+}
+
+/// One level of a slide's pyramid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlideLevel {
+    /// Width (px).
+    pub width: u32,
+    /// Height (px).
+    pub height: u32,
+    /// Level 0's width over this level's (1 for level 0; 4, 16, … for Aperio).
+    pub downsample: f64,
+    /// Width of a stored tile (the level's width for strips).
+    pub chunk_width: u32,
+    /// Height of a stored tile or strip.
+    pub chunk_height: u32,
+}
+
+/// How a level's chunks are compressed, for the reader's own decoding.
+#[derive(Debug, Clone, PartialEq)]
+enum Coding {
+    /// Decoded by the `tiff` crate (none, LZW, deflate, PackBits).
+    Tiff,
+    /// JPEG, decoded here with the level's `JPEGTables` prepended (Aperio, TIFF TN2).
+    Jpeg {
+        tables: Option<Vec<u8>>,
+        offsets: Vec<u64>,
+        byte_counts: Vec<u64>,
+    },
+}
+
+#[derive(Debug)]
+struct Level {
+    info: SlideLevel,
+    ifd: usize,
+    coding: Coding,
+    across: u32,
+}
+
+/// A TIFF or BigTIFF slide (see the module docs). Safe to share between threads; reads of
+/// one level are serialized.
+#[derive(Debug)]
+pub struct TiffSlide {
+    path: PathBuf,
+    levels: Vec<Level>,
+    infos: Vec<SlideLevel>,
+    mpp: Option<f64>,
+    format: &'static str,
+    description: String,
+    decoders: Vec<Mutex<Decoder<BufReader<File>>>>,
+    file: Mutex<File>,
+}
+
+/// TIFF compression codes the reader decodes.
+const NONE: u16 = 1;
+const LZW: u16 = 5;
+const OLD_JPEG: u16 = 6;
+const JPEG: u16 = 7;
+const DEFLATE: u16 = 8;
+const PACKBITS: u16 = 32773;
+const OLD_DEFLATE: u16 = 32946;
+const JPEG_2000: [u16; 2] = [33003, 33005];
+
+fn limits() -> Limits {
+    let mut l = Limits::default();
+    l.decoding_buffer_size = (MAX_CHUNK_SIDE as usize).pow(2) * 4;
+    l.ifd_value_size = 64 << 20;
+    l
+}
+
+impl TiffSlide {
+    /// Opens a slide and reads its directories (not its pixels).
+    ///
+    /// # Errors
+    /// Not a TIFF; no RGB level; a level compressed with a codec the reader lacks (JPEG
+    /// 2000, old-style JPEG); tiles over [`MAX_CHUNK_SIDE`]; an implausible pixel size.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SlideError> {
+        let path = path.as_ref().to_path_buf();
+        let open = || {
+            File::open(&path)
+                .map(BufReader::new)
+                .map_err(|e| SlideError::io(&path, e))
+        };
+        let format_error = |e: tiff::TiffError| SlideError::Format {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let mut decoder = Decoder::new(open()?)
+            .map_err(format_error)?
+            .with_limits(limits());
+        let mut directories = Vec::new();
+        for ifd in 0.. {
+            if ifd > 0 {
+                if !decoder.more_images() || ifd >= 1024 {
+                    break;
+                }
+                match decoder.seek_to_image(ifd) {
+                    Ok(()) => {}
+                    // An associated image the tiff crate cannot parse is not a level.
+                    Err(_) => continue,
+                }
+            }
+            directories.push((ifd, directory(&mut decoder).map_err(format_error)?));
+        }
+        let (_, base) = directories
+            .first()
+            .cloned()
+            .ok_or_else(|| SlideError::Format {
+                path: path.clone(),
+                message: "no image directory".into(),
+            })?;
+        let description = base.description.clone().unwrap_or_default();
+        let format = if description.starts_with("Aperio") {
+            "aperio-svs"
+        } else if description.contains("<OME") {
+            "ome-tiff"
+        } else {
+            "tiff"
+        };
+        // Level 0, then every later directory of the same aspect that is smaller than the
+        // level before and tiled (Aperio's thumbnail, label and macro images are strips).
+        let mut chosen = vec![(0usize, base.clone())];
+        for (ifd, d) in directories.iter().skip(1) {
+            let last = &chosen.last().expect("level 0").1;
+            let same_aspect = ((d.width as f64 / d.height.max(1) as f64)
+                / (base.width as f64 / base.height.max(1) as f64)
+                - 1.0)
+                .abs()
+                < 0.02;
+            if d.tiled && d.width < last.width && d.height < last.height && same_aspect {
+                chosen.push((*ifd, d.clone()));
+            }
+        }
+        let mut levels = Vec::new();
+        for (level, (ifd, d)) in chosen.into_iter().enumerate() {
+            levels.push(d.into_level(&path, level, ifd, base.width, base.height)?);
+        }
+        let mpp = pixel_size(&path, &description, &base)?;
+        let mut decoders = Vec::with_capacity(levels.len());
+        for l in &levels {
+            let mut d = Decoder::new(open()?)
+                .map_err(format_error)?
+                .with_limits(limits());
+            d.seek_to_image(l.ifd).map_err(format_error)?;
+            decoders.push(Mutex::new(d));
+        }
+        let file = File::open(&path).map_err(|e| SlideError::io(&path, e))?;
+        Ok(TiffSlide {
+            infos: levels.iter().map(|l| l.info.clone()).collect(),
+            levels,
+            mpp,
+            format,
+            description,
+            decoders,
+            file: Mutex::new(file),
+            path,
+        })
+    }
+
+    /// Level 0's ImageDescription (Aperio's key–value line, OME-XML), empty if none.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// Decodes chunk `index` of `level` as RGB, `(width, height, pixels)`.
+    fn read_chunk(&self, level: usize, index: u32) -> Result<(u32, u32, Vec<u8>), SlideError> {
+        let l = &self.levels[level];
+        let tile_error = |message: String| SlideError::Tile {
+            path: self.path.clone(),
+            level,
+            tile: index as u64,
+            message,
+        };
+        match &l.coding {
+            Coding::Jpeg {
+                tables,
+                offsets,
+                byte_counts,
+            } => {
+                let (offset, count) = (offsets[index as usize], byte_counts[index as usize]);
+                if count > MAX_CHUNK_BYTES {
+                    return Err(tile_error(format!(
+                        "{count} compressed bytes, over the limit of {MAX_CHUNK_BYTES}"
+                    )));
+                }
+                let mut data = vec![0u8; count as usize];
+                {
+                    let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+                    f.seek(SeekFrom::Start(offset))
+                        .and_then(|_| f.read_exact(&mut data))
+                        .map_err(|e| {
+                            tile_error(format!("cannot read {count} bytes at {offset}: {e}"))
+                        })?;
+                }
+                let stream = match tables {
+                    Some(t) if t.len() >= 4 && data.len() >= 2 => {
+                        let mut s = Vec::with_capacity(t.len() + data.len());
+                        s.extend_from_slice(&t[..t.len() - 2]);
+                        s.extend_from_slice(&data[2..]);
+                        s
+                    }
+                    _ => data,
+                };
+                let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(stream))
+                    .map_err(|e| tile_error(format!("JPEG: {e}")))?;
+                let decoded = image::DynamicImage::from_decoder(decoder)
+                    .map_err(|e| tile_error(format!("JPEG: {e}")))?
+                    .into_rgb8();
+                let (w, h) = decoded.dimensions();
+                if w < l.info.chunk_width.min(l.info.width) || h == 0 {
+                    return Err(tile_error(format!(
+                        "JPEG tile is {w}x{h}, the level's tiles are {}x{}",
+                        l.info.chunk_width, l.info.chunk_height
+                    )));
+                }
+                Ok((w, h, decoded.into_raw()))
+            }
+            Coding::Tiff => {
+                let mut d = self.decoders[level]
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                let colour = d.colortype().map_err(|e| tile_error(e.to_string()))?;
+                let (w, h) = d.chunk_data_dimensions(index);
+                let data = match d.read_chunk(index).map_err(|e| tile_error(e.to_string()))? {
+                    DecodingResult::U8(v) => v,
+                    _ => return Err(tile_error("not 8-bit samples".into())),
+                };
+                let channels = match colour {
+                    ColorType::RGB(8) => 3,
+                    ColorType::RGBA(8) => 4,
+                    ColorType::Gray(8) => 1,
+                    other => return Err(tile_error(format!("unsupported colour type {other:?}"))),
+                };
+                let n = w as usize * h as usize;
+                if data.len() < n * channels {
+                    return Err(tile_error(format!(
+                        "{} bytes decoded for a {w}x{h} chunk of {channels} channel(s)",
+                        data.len()
+                    )));
+                }
+                let rgb = match channels {
+                    3 => data[..n * 3].to_vec(),
+                    4 => data[..n * 4]
+                        .chunks_exact(4)
+                        .flat_map(|p| {
+                            // Transparent pixels are glass (white), as in the image reader.
+                            let a = p[3] as u32;
+                            [0, 1, 2].map(|c| ((p[c] as u32 * a + 255 * (255 - a)) / 255) as u8)
+                        })
+                        .collect(),
+                    _ => data[..n].iter().flat_map(|&g| [g, g, g]).collect(),
+                };
+                Ok((w, h, rgb))
+            }
+        }
+    }
+}
+
+impl SlideReader for TiffSlide {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn levels(&self) -> &[SlideLevel] {
+        &self.infos
+    }
+
+    fn mpp(&self) -> Option<f64> {
+        self.mpp
+    }
+
+    fn format(&self) -> &'static str {
+        self.format
+    }
+
+    fn read_region(
+        &self,
+        level: usize,
+        x: i64,
+        y: i64,
+        width: u32,
+        height: u32,
+    ) -> Result<RgbImage, SlideError> {
+        let refuse = |reason| SlideError::Region {
+            path: self.path.clone(),
+            level,
+            x,
+            y,
+            width,
+            height,
+            reason,
+        };
+        let Some(l) = self.levels.get(level) else {
+            return Err(refuse("no such level"));
+        };
+        if width == 0 || height == 0 {
+            return Err(refuse("empty region"));
+        }
+        if width as u64 * height as u64 > MAX_REGION_PIXELS {
+            return Err(refuse("over the region budget of 2^28 pixels"));
+        }
+        let mut out = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+        let (lw, lh) = (l.info.width as i64, l.info.height as i64);
+        let (x0, y0) = (x.max(0), y.max(0));
+        let (x1, y1) = ((x + width as i64).min(lw), (y + height as i64).min(lh));
+        if x0 >= x1 || y0 >= y1 {
+            return Ok(out);
+        }
+        let (cw, ch) = (l.info.chunk_width as i64, l.info.chunk_height as i64);
+        for ty in (y0 / ch)..=((y1 - 1) / ch) {
+            for tx in (x0 / cw)..=((x1 - 1) / cw) {
+                let index = (ty * l.across as i64 + tx) as u32;
+                let (w, h, data) = self.read_chunk(level, index)?;
+                let (ox, oy) = (tx * cw, ty * ch);
+                // The part of this chunk inside both the region and the level.
+                let (cx0, cy0) = (ox.max(x0), oy.max(y0));
+                let (cx1, cy1) = ((ox + w as i64).min(x1), (oy + h as i64).min(y1));
+                for yy in cy0..cy1 {
+                    let src = ((yy - oy) as usize * w as usize + (cx0 - ox) as usize) * 3;
+                    let len = (cx1 - cx0) as usize * 3;
+                    let dst = ((yy - y) as usize * width as usize + (cx0 - x) as usize) * 3;
+                    out.as_mut()[dst..dst + len].copy_from_slice(&data[src..src + len]);
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The tags of one directory that decide whether and how it is read.
+#[derive(Debug, Clone)]
+struct Directory {
+    width: u32,
+    height: u32,
+    tiled: bool,
+    chunk: (u32, u32),
+    compression: u16,
+    photometric: u16,
+    samples: u16,
+    bits: Vec<u16>,
+    description: Option<String>,
+    resolution: Option<(f64, u16)>,
+    tables: Option<Vec<u8>>,
+    offsets: Vec<u64>,
+    byte_counts: Vec<u64>,
+}
+
+fn directory(d: &mut Decoder<BufReader<File>>) -> tiff::TiffResult<Directory> {
+    let (width, height) = d.dimensions()?;
+    let tiled = d.get_chunk_type() == ChunkType::Tile;
+    let unsigned = |d: &mut Decoder<BufReader<File>>, tag| -> tiff::TiffResult<Option<u64>> {
+        Ok(d.find_tag(tag)?.and_then(|v| v.into_u64().ok()))
+    };
+    let compression = unsigned(d, Tag::Compression)?.unwrap_or(1) as u16;
+    let photometric = unsigned(d, Tag::PhotometricInterpretation)?.unwrap_or(2) as u16;
+    let samples = unsigned(d, Tag::SamplesPerPixel)?.unwrap_or(1) as u16;
+    let bits = d
+        .find_tag(Tag::BitsPerSample)?
+        .map(|v| v.into_u16_vec())
+        .transpose()?
+        .unwrap_or_else(|| vec![1]);
+    let description = d
+        .find_tag(Tag::ImageDescription)?
+        .and_then(|v| v.into_string().ok());
+    let resolution = match d.find_tag(Tag::XResolution)? {
+        Some(tiff::decoder::ifd::Value::Rational(n, m)) if m > 0 => {
+            let unit = unsigned(d, Tag::ResolutionUnit)?.unwrap_or(2) as u16;
+            Some((n as f64 / m as f64, unit))
+        }
+        _ => None,
+    };
+    let (offsets_tag, counts_tag) = if tiled {
+        (Tag::TileOffsets, Tag::TileByteCounts)
+    } else {
+        (Tag::StripOffsets, Tag::StripByteCounts)
+    };
+    let vec64 = |d: &mut Decoder<BufReader<File>>, tag| -> tiff::TiffResult<Vec<u64>> {
+        Ok(d.find_tag(tag)?
+            .map(|v| v.into_u64_vec())
+            .transpose()?
+            .unwrap_or_default())
+    };
+    let (offsets, byte_counts, tables) = if compression == JPEG {
+        (
+            vec64(d, offsets_tag)?,
+            vec64(d, counts_tag)?,
+            d.find_tag(Tag::JPEGTables)?
+                .map(|v| v.into_u8_vec())
+                .transpose()?,
+        )
+    } else {
+        (Vec::new(), Vec::new(), None)
+    };
+    let chunk = if tiled {
+        (
+            unsigned(d, Tag::TileWidth)?.unwrap_or(0) as u32,
+            unsigned(d, Tag::TileLength)?.unwrap_or(0) as u32,
+        )
+    } else {
+        (
+            width,
+            (unsigned(d, Tag::RowsPerStrip)?.unwrap_or(height as u64)).min(height as u64) as u32,
+        )
+    };
+    Ok(Directory {
+        width,
+        height,
+        tiled,
+        chunk,
+        compression,
+        photometric,
+        samples,
+        bits,
+        description,
+        resolution,
+        tables,
+        offsets,
+        byte_counts,
+    })
+}
+
+impl Directory {
+    fn into_level(
+        self,
+        path: &Path,
+        level: usize,
+        ifd: usize,
+        base_width: u32,
+        base_height: u32,
+    ) -> Result<Level, SlideError> {
+        let unsupported = |what: String| SlideError::Unsupported {
+            path: path.to_path_buf(),
+            level,
+            what,
+        };
+        if self.width == 0 || self.height == 0 {
+            return Err(unsupported(format!(
+                "{}x{} pixels",
+                self.width, self.height
+            )));
+        }
+        let (cw, ch) = self.chunk;
+        if cw == 0 || ch == 0 || cw > MAX_CHUNK_SIDE || (self.tiled && ch > MAX_CHUNK_SIDE) {
+            return Err(unsupported(format!(
+                "tiles of {cw}x{ch} pixels (the reader takes sides of 1 to {MAX_CHUNK_SIDE}; \
+                 a stripped image must be at most {MAX_CHUNK_SIDE} pixels wide)"
+            )));
+        }
+        if !self.tiled && cw as u64 * ch as u64 > (MAX_CHUNK_SIDE as u64).pow(2) {
+            return Err(unsupported(format!(
+                "strips of {cw}x{ch} pixels (at most {MAX_CHUNK_SIDE}^2 pixels per strip)"
+            )));
+        }
+        if self.bits.iter().any(|&b| b != 8) {
+            return Err(unsupported(format!(
+                "{:?} bits per sample (slides are read as 8-bit RGB)",
+                self.bits
+            )));
+        }
+        let across = self.width.div_ceil(cw);
+        let down = self.height.div_ceil(ch);
+        let coding = match self.compression {
+            JPEG => {
+                let n = across as usize * down as usize;
+                if self.offsets.len() < n || self.byte_counts.len() < n {
+                    return Err(unsupported(format!(
+                        "{} tile offsets and {} byte counts for {n} tiles",
+                        self.offsets.len(),
+                        self.byte_counts.len()
+                    )));
+                }
+                if !matches!(self.samples, 1 | 3) {
+                    return Err(unsupported(format!("JPEG with {} samples", self.samples)));
+                }
+                Coding::Jpeg {
+                    tables: self.tables,
+                    offsets: self.offsets,
+                    byte_counts: self.byte_counts,
+                }
+            }
+            NONE | LZW | DEFLATE | OLD_DEFLATE | PACKBITS => {
+                if !matches!(self.photometric, 1 | 2) || !matches!(self.samples, 1 | 3 | 4) {
+                    return Err(unsupported(format!(
+                        "photometric interpretation {} with {} samples (RGB, RGBA or grey \
+                         expected)",
+                        self.photometric, self.samples
+                    )));
+                }
+                Coding::Tiff
+            }
+            c if JPEG_2000.contains(&c) => {
+                return Err(unsupported(format!(
+                    "JPEG 2000 compression ({c}), which the pure-Rust reader does not decode; \
+                     convert the slide (e.g. `vips tiffsave in.svs out.tif --tile --pyramid \
+                     --compression jpeg`) or read it through OpenSlide"
+                )))
+            }
+            OLD_JPEG => {
+                return Err(unsupported(
+                    "old-style JPEG compression (6), deprecated since TIFF 6.0".into(),
+                ))
+            }
+            c => return Err(unsupported(format!("compression {c}"))),
+        };
+        let downsample =
+            (base_width as f64 / self.width as f64 + base_height as f64 / self.height as f64) / 2.0;
+        Ok(Level {
+            info: SlideLevel {
+                width: self.width,
+                height: self.height,
+                downsample,
+                chunk_width: cw,
+                chunk_height: ch,
+            },
+            ifd,
+            coding,
+            across,
+        })
+    }
+}
+
+/// Microns per pixel at level 0 (see the module docs), `None` when the file does not say.
+fn pixel_size(path: &Path, description: &str, base: &Directory) -> Result<Option<f64>, SlideError> {
+    let found = if let Some(v) = aperio_field(description, "MPP") {
+        Some((
+            v.parse::<f64>().unwrap_or(f64::NAN),
+            "the Aperio description's MPP",
+        ))
+    } else if description.contains("<OME") {
+        ome_physical_size(description).map(|v| (v, "the OME-XML PhysicalSizeX"))
+    } else {
+        match base.resolution {
+            Some((r, 3)) => Some((1e4 / r, "XResolution (pixels per centimetre)")),
+            Some((r, 2)) => Some((25_400.0 / r, "XResolution (pixels per inch)")),
+            _ => None,
+        }
+    };
+    match found {
+        None => Ok(None),
+        Some((mpp, _)) if mpp.is_finite() && mpp >= PLAUSIBLE_MPP.0 && mpp <= PLAUSIBLE_MPP.1 => {
+            Ok(Some(mpp))
+        }
+        // A TIFF writer's default resolution (72 dpi = 353 µm/px) says nothing about a slide.
+        Some((_, source)) if source.starts_with("XResolution") => Ok(None),
+        Some((mpp, source)) => Err(SlideError::PixelSize {
+            path: path.to_path_buf(),
+            message: format!(
+                "{source} gives {mpp} µm per pixel, outside the plausible {}–{} µm; \
+                 give the right value with --mpp",
+                PLAUSIBLE_MPP.0, PLAUSIBLE_MPP.1
+            ),
+        }),
+    }
+}
+
+/// The value of `key` in an Aperio description (`…|MPP = 0.2520|AppMag = 40|…`).
+pub fn aperio_field<'a>(description: &'a str, key: &str) -> Option<&'a str> {
+    description.split('|').skip(1).find_map(|field| {
+        let (k, v) = field.split_once('=')?;
+        (k.trim() == key).then(|| v.trim())
+    })
+}
+
+/// `PhysicalSizeX` of the first OME `Pixels` element, in µm.
+fn ome_physical_size(xml: &str) -> Option<f64> {
+    let doc = roxmltree::Document::parse(xml).ok()?;
+    let pixels = doc.descendants().find(|n| n.has_tag_name("Pixels"))?;
+    let v: f64 = pixels.attribute("PhysicalSizeX")?.parse().ok()?;
+    let scale = match pixels.attribute("PhysicalSizeXUnit").unwrap_or("µm") {
+        "µm" | "um" | "micron" => 1.0,
+        "nm" => 1e-3,
+        "mm" => 1e3,
+        _ => f64::NAN,
+    };
+    Some(v * scale)
+}

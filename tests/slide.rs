@@ -1,0 +1,373 @@
+//! Whole slides: pyramidal TIFF / BigTIFF / Aperio SVS written and read back, hostile slide
+//! files, tissue detection, and a slide run (streamed stitching, shards, resume) that
+//! equals the image pipeline on the same pixels.
+
+mod common;
+
+use std::{io::Read, path::Path};
+
+use nucseg::{
+    baseline::ClassicalBaseline,
+    data::{read_rgb, RgbImage},
+    pipeline::{Pipeline, Preset},
+    postprocess::TilerConfig,
+    slide::{
+        read_manifest, write_pyramid, Prepared, PyramidOptions, Shard, SlideConfig, SlideError,
+        SlideReader, SlideRun, TiffLayout, TiffSlide, GEOJSON_FILE, SUMMARY_FILE, WORK_DIR,
+    },
+    Error,
+};
+
+fn gradient(w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([
+            (x % 251) as u8,
+            (y % 241) as u8,
+            ((x * 7 + y * 3) % 256) as u8,
+        ])
+    })
+}
+
+fn crop(img: &RgbImage, x: u32, y: u32, w: u32, h: u32) -> RgbImage {
+    RgbImage::from_fn(w, h, |i, j| {
+        if x + i < img.width() && y + j < img.height() {
+            *img.get_pixel(x + i, y + j)
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    })
+}
+
+#[test]
+fn pyramidal_tiff_and_bigtiff_round_trip_exactly() {
+    let dir = common::tmp_dir("slide-roundtrip");
+    let image = gradient(700, 500);
+    for bigtiff in [true, false] {
+        let path = dir.join(format!("g-{bigtiff}.tif"));
+        let options = PyramidOptions {
+            layout: TiffLayout::Pyramidal { bigtiff },
+            tile_size: 128,
+            mpp: Some(0.25),
+        };
+        write_pyramid(&path, &image, &options).unwrap();
+        let slide = TiffSlide::open(&path).unwrap();
+        assert_eq!(slide.format(), "tiff");
+        assert_eq!(slide.dimensions(), (700, 500));
+        let sizes: Vec<(u32, u32)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
+        assert_eq!(sizes, [(700, 500), (350, 250), (175, 125), (87, 62)]);
+        assert!((slide.levels()[2].downsample - 4.0).abs() < 0.01);
+        assert!((slide.mpp().unwrap() - 0.25).abs() < 1e-6);
+        // Regions across tiles, at the edges and partly outside (white) are exact.
+        for (x, y, w, h) in [(0, 0, 700, 500), (100, 90, 300, 200), (650, 450, 100, 80)] {
+            let got = slide.read_region(0, x, y, w, h).unwrap();
+            assert_eq!(
+                got,
+                crop(&image, x as u32, y as u32, w, h),
+                "region {x},{y}"
+            );
+        }
+        let left_of = slide.read_region(0, -20, 10, 40, 5).unwrap();
+        assert_eq!(left_of.get_pixel(0, 0).0, [255, 255, 255]);
+        assert_eq!(*left_of.get_pixel(25, 0), *image.get_pixel(5, 10));
+    }
+}
+
+#[test]
+fn aperio_svs_shares_its_jpeg_tables_and_gives_its_mpp() {
+    let dir = common::tmp_dir("slide-svs");
+    let image = read_rgb(common::monuseg().join("images/TCGA-18-5592-01Z-00-DX1.tif")).unwrap();
+    let path = dir.join("s.svs");
+    let mut options = PyramidOptions::aperio(0.252);
+    options.layout = TiffLayout::AperioSvs {
+        quality: 90,
+        app_mag: 40,
+    };
+    write_pyramid(&path, &image, &options).unwrap();
+    let slide = TiffSlide::open(&path).unwrap();
+    assert_eq!(slide.format(), "aperio-svs");
+    assert!(slide.description().contains("AppMag = 40"));
+    assert!((slide.mpp().unwrap() - 0.252).abs() < 1e-9);
+    // Level 0, then 4× reductions; the stripped thumbnail is not a level.
+    let sizes: Vec<(u32, u32)> = slide.levels().iter().map(|l| (l.width, l.height)).collect();
+    assert_eq!(sizes, [(1000, 1000), (250, 250), (62, 62)]);
+    let got = slide.read_region(0, 0, 0, 1000, 1000).unwrap();
+    let mean_abs: f64 = got
+        .as_raw()
+        .iter()
+        .zip(image.as_raw())
+        .map(|(&a, &b)| (a as f64 - b as f64).abs())
+        .sum::<f64>()
+        / got.as_raw().len() as f64;
+    assert!(mean_abs < 4.0, "JPEG q90 mean abs error {mean_abs}");
+}
+
+/// The BigTIFF bytes of the Compression entry `259 SHORT 1 <value>`.
+fn patch_compression(bytes: &mut [u8], from: u16, to: u16) {
+    let mut pattern = vec![0x03, 0x01, 0x03, 0x00, 1, 0, 0, 0, 0, 0, 0, 0];
+    pattern.extend_from_slice(&from.to_le_bytes());
+    let at = bytes
+        .windows(pattern.len())
+        .position(|w| w == pattern)
+        .expect("compression entry");
+    bytes[at + 12..at + 14].copy_from_slice(&to.to_le_bytes());
+}
+
+#[test]
+fn hostile_slides_give_one_line_errors_naming_the_file() {
+    let dir = common::tmp_dir("slide-hostile");
+    let good = dir.join("good.tif");
+    write_pyramid(
+        &good,
+        &gradient(600, 400),
+        &PyramidOptions::pyramidal(Some(0.25)),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let one_line = |e: &SlideError, path: &Path, needle: &str| {
+        let msg = e.to_string();
+        assert!(!msg.contains('\n'), "{msg}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains(needle), "{msg} lacks {needle}");
+    };
+
+    // Not a TIFF at all.
+    let text = dir.join("notes.tif");
+    std::fs::write(&text, b"this is not a slide").unwrap();
+    one_line(
+        &TiffSlide::open(&text).unwrap_err(),
+        &text,
+        "not a readable TIFF",
+    );
+
+    // Truncated: the header opens, the tiles past the cut do not read.
+    let cut = dir.join("cut.tif");
+    std::fs::write(&cut, &bytes[..bytes.len() / 3]).unwrap();
+    match TiffSlide::open(&cut) {
+        Err(e) => one_line(&e, &cut, ""),
+        Ok(slide) => {
+            let e = slide.read_region(0, 0, 0, 600, 400).unwrap_err();
+            one_line(&e, &cut, "tile");
+        }
+    }
+
+    // JPEG 2000 tiles (Aperio's 33003): refused with what to do instead.
+    let j2k = dir.join("j2k.tif");
+    let mut patched = bytes.clone();
+    patch_compression(&mut patched, 8, 33003);
+    std::fs::write(&j2k, &patched).unwrap();
+    one_line(&TiffSlide::open(&j2k).unwrap_err(), &j2k, "JPEG 2000");
+
+    // An absurd pixel size in an Aperio description.
+    let svs = dir.join("absurd.svs");
+    write_pyramid(&svs, &gradient(300, 300), &PyramidOptions::aperio(1e6)).unwrap();
+    one_line(&TiffSlide::open(&svs).unwrap_err(), &svs, "--mpp");
+
+    // Regions the reader refuses rather than allocating.
+    let slide = TiffSlide::open(&good).unwrap();
+    one_line(
+        &slide.read_region(0, 0, 0, 0, 10).unwrap_err(),
+        &good,
+        "empty",
+    );
+    one_line(
+        &slide.read_region(0, 0, 0, 100_000, 100_000).unwrap_err(),
+        &good,
+        "budget",
+    );
+    one_line(
+        &slide.read_region(9, 0, 0, 10, 10).unwrap_err(),
+        &good,
+        "no such level",
+    );
+}
+
+#[test]
+fn manifests_and_shards_are_checked() {
+    let dir = common::tmp_dir("slide-manifest");
+    let m = dir.join("cohort.csv");
+    std::fs::write(&m, "# cohort\nslide,id,mpp\na.svs,,\nsub/b.tif,bee,0.5\n").unwrap();
+    let rows = read_manifest(&m).unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].slide, dir.join("a.svs"));
+    assert_eq!((rows[0].id.as_str(), rows[0].mpp), ("a", None));
+    assert_eq!((rows[1].id.as_str(), rows[1].mpp), ("bee", Some(0.5)));
+    for (text, needle) in [
+        ("path\na.svs\n", "no `slide` column"),
+        ("slide,mpp\na.svs,fast\n", "line 2: mpp 'fast'"),
+        ("slide\na.svs\nx/a.svs\n", "line 3: id 'a'"),
+        ("slide,id\na.svs\n", "line 2: 1 fields"),
+        ("", "empty manifest"),
+    ] {
+        std::fs::write(&m, text).unwrap();
+        let e = read_manifest(&m).unwrap_err().to_string();
+        assert!(e.contains(needle) && e.contains("cohort.csv"), "{e}");
+    }
+    assert_eq!(
+        "2/3".parse::<Shard>().unwrap(),
+        Shard { index: 2, count: 3 }
+    );
+    for bad in ["5/3", "3/3", "1/0", "a/b", "2"] {
+        assert!(
+            bad.parse::<Shard>().unwrap_err().contains("0 <= k < n"),
+            "{bad}"
+        );
+    }
+}
+
+/// Two Kumar training images side by side on glass: a small "slide".
+fn mosaic() -> RgbImage {
+    let a = read_rgb(common::monuseg().join("images/TCGA-18-5592-01Z-00-DX1.tif")).unwrap();
+    let b = read_rgb(common::monuseg().join("images/TCGA-38-6178-01Z-00-DX1.tif")).unwrap();
+    let mut m = RgbImage::from_pixel(3400, 2000, image::Rgb([246, 246, 244]));
+    image::imageops::replace(&mut m, &a, 300, 600);
+    image::imageops::replace(&mut m, &b, 2100, 600);
+    m
+}
+
+fn features(out: &Path) -> Vec<serde_json::Value> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(out.join(GEOJSON_FILE)).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["features"].as_array().unwrap().clone()
+}
+
+fn geojson_bytes(out: &Path) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(out.join(GEOJSON_FILE)).unwrap())
+        .read_to_end(&mut bytes)
+        .unwrap();
+    bytes
+}
+
+#[test]
+fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
+    let dir = common::tmp_dir("slide-run");
+    let image = mosaic();
+    let path = dir.join("mosaic.tif");
+    write_pyramid(&path, &image, &PyramidOptions::pyramidal(Some(0.25))).unwrap();
+    let slide = TiffSlide::open(&path).unwrap();
+    let tiling = TilerConfig::new().with_tile_size(512).with_stride(384);
+    let config = || SlideConfig::new().with_tiling(tiling.clone());
+    let segmenter = ClassicalBaseline::default();
+
+    let prepare = |out: &Path, config: SlideConfig| match SlideRun::prepare(
+        &slide, config, out, None, "baseline", false,
+    )
+    .unwrap()
+    {
+        Prepared::Ready(run) => run,
+        Prepared::Complete(_) => panic!("nothing was finished in {}", out.display()),
+    };
+
+    // One process.
+    let single = dir.join("single");
+    let run = prepare(&single, config());
+    let plan = run.plan().clone();
+    assert_eq!((plan.scale, plan.level), (1.0, 0));
+    assert_eq!(plan.tiles_total, 45);
+    // Glass-only tiles (the margins, the gap between the images) are skipped.
+    assert!(
+        plan.tissue_tiles.len() <= 36 && plan.tissue_tiles.len() >= 24,
+        "{} tissue tiles",
+        plan.tissue_tiles.len()
+    );
+    let mut reports = 0;
+    assert_eq!(
+        run.segment_tiles(&segmenter, Shard::ALL, |_| reports += 1)
+            .unwrap(),
+        plan.tissue_tiles.len()
+    );
+    assert_eq!(reports, plan.tissue_tiles.len());
+    let summary = run.stitch(|_| {}).unwrap();
+    assert!(!single.join(WORK_DIR).exists());
+    let found = features(&single);
+    assert_eq!(found.len(), summary.nuclei);
+    assert!(summary.nuclei > 500, "{} nuclei", summary.nuclei);
+    assert!(summary.tissue_area_mm2.unwrap() > 0.1);
+
+    // The image pipeline on the same pixels and tiles finds the same nuclei: compare areas
+    // and centroids as multisets.
+    let pipeline = Pipeline::new(
+        Preset::NucSegNp.config().with_tiling(tiling.clone()),
+        ClassicalBaseline::default(),
+        None,
+    )
+    .unwrap();
+    let nuclei = pipeline.run(&image).unwrap();
+    let mut expected: Vec<String> = nuclei
+        .items
+        .iter()
+        .map(|n| {
+            let ring = nucseg::export::outer_contour(&n.mask)
+                .unwrap()
+                .closed_ring([0.0, 0.0]);
+            serde_json::to_string(&ring).unwrap()
+        })
+        .collect();
+    let mut got: Vec<String> = found
+        .iter()
+        .map(|f| f["geometry"]["coordinates"][0].to_string())
+        .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got.len(), expected.len());
+    assert!(
+        got == expected,
+        "the slide's outlines differ from the image pipeline's"
+    );
+    let areas: f64 = found
+        .iter()
+        .map(|f| f["properties"]["measurements"]["Area"].as_f64().unwrap())
+        .sum();
+    let image_areas: u64 = nuclei.items.iter().map(|n| n.mask.area()).sum();
+    assert_eq!(areas, image_areas as f64);
+
+    // Three shards into one work folder, then the merge: the same bytes.
+    let sharded = dir.join("sharded");
+    for k in 0..3 {
+        let run = prepare(&sharded, config());
+        run.segment_tiles(&segmenter, Shard { index: k, count: 3 }, |_| {})
+            .unwrap();
+        if k < 2 {
+            let e = run.stitch(|_| {}).unwrap_err().to_string();
+            assert!(e.contains("not segmented yet"), "{e}");
+        }
+    }
+    prepare(&sharded, config()).stitch(|_| {}).unwrap();
+    assert_eq!(geojson_bytes(&sharded), geojson_bytes(&single));
+
+    // A killed run: some tiles on disk; the rerun does only the others.
+    let resumed = dir.join("resumed");
+    let run = prepare(&resumed, config());
+    let first = run
+        .segment_tiles(&segmenter, Shard { index: 0, count: 2 }, |_| {})
+        .unwrap();
+    let rerun = prepare(&resumed, config());
+    let rest = rerun.segment_tiles(&segmenter, Shard::ALL, |_| {}).unwrap();
+    assert_eq!(first + rest, plan.tissue_tiles.len());
+    rerun.stitch(|_| {}).unwrap();
+    assert_eq!(geojson_bytes(&resumed), geojson_bytes(&single));
+
+    // A finished slide is left alone; an unfinished one with other settings is refused.
+    assert!(matches!(
+        SlideRun::prepare(&slide, config(), &single, None, "baseline", false).unwrap(),
+        Prepared::Complete(s) if s.nuclei == summary.nuclei
+    ));
+    let other = dir.join("other");
+    prepare(&other, config());
+    let e = match SlideRun::prepare(
+        &slide,
+        config().with_min_score(0.7),
+        &other,
+        None,
+        "baseline",
+        false,
+    ) {
+        Err(Error::Slide(e)) => e.to_string(),
+        _ => panic!("a changed threshold must be refused"),
+    };
+    assert!(e.contains("min_score") && e.contains("--overwrite"), "{e}");
+    assert!(single.join(SUMMARY_FILE).is_file());
+}
