@@ -12,8 +12,9 @@ use nucseg::{
     pipeline::{Pipeline, Preset},
     postprocess::TilerConfig,
     slide::{
-        read_manifest, write_pyramid, Prepared, PyramidOptions, Shard, SlideConfig, SlideError,
-        SlideReader, SlideRun, TiffLayout, TiffSlide, GEOJSON_FILE, SUMMARY_FILE, WORK_DIR,
+        read_manifest, write_pyramid, NucleiDb, Prepared, PyramidOptions, Shard, SlideConfig,
+        SlideError, SlideReader, SlideRun, TiffLayout, TiffSlide, DB_FILE, GEOJSON_FILE,
+        SUMMARY_FILE, WORK_DIR,
     },
     Error,
 };
@@ -287,6 +288,46 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
     assert!(summary.nuclei > 500, "{} nuclei", summary.nuclei);
     assert!(summary.tissue_area_mm2.unwrap() > 0.1);
 
+    // The database holds the same nuclei, found by region through its R-tree.
+    let db = NucleiDb::open(single.join(DB_FILE)).unwrap();
+    assert_eq!(db.count().unwrap() as usize, summary.nuclei);
+    assert_eq!(
+        db.metadata("nucseg_plan").unwrap().unwrap()["slide"],
+        "mosaic.tif"
+    );
+    assert_eq!(db.metadata("version").unwrap().unwrap(), "1.0.1");
+    let everything = db.in_rect([0.0, 0.0, 3400.0, 2000.0]).unwrap();
+    assert_eq!(everything.len(), summary.nuclei);
+    for (row, f) in everything.iter().zip(&found) {
+        assert_eq!(row.key, f["id"].as_str().unwrap());
+        let ring: Vec<[f64; 2]> =
+            serde_json::from_value(f["geometry"]["coordinates"][0].clone()).unwrap();
+        assert_eq!(row.outline, ring);
+        assert_eq!(
+            row.properties["score"],
+            f["properties"]["measurements"]["Score"]
+        );
+    }
+    // The left image (x 300–1300) and the right one (2100–3100) split the nuclei.
+    let left = db.in_rect([0.0, 0.0, 1700.0, 2000.0]).unwrap();
+    let right = db.in_rect([1700.0, 0.0, 3400.0, 2000.0]).unwrap();
+    assert_eq!(left.len() + right.len(), summary.nuclei);
+    assert!(left.iter().all(|n| n.bbox[2] <= 1310.0) && right.iter().all(|n| n.bbox[0] >= 2090.0));
+    let cells = db.counts_per_cell(1000.0).unwrap();
+    assert_eq!(
+        cells.iter().map(|c| c.1).sum::<u64>() as usize,
+        summary.nuclei
+    );
+    // Tissue spans x 300–3100, y 600–1600: cells (0..=3, 0..=1) only.
+    assert!(cells
+        .iter()
+        .all(|((gx, gy), _)| (0..=3).contains(gx) && (0..=1).contains(gy)));
+    let e = NucleiDb::open(single.join(SUMMARY_FILE))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("summary.json"), "{e}");
+
     // The image pipeline on the same pixels and tiles finds the same nuclei: compare areas
     // and centroids as multisets.
     let pipeline = Pipeline::new(
@@ -337,6 +378,13 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
     }
     prepare(&sharded, config()).stitch(|_| {}).unwrap();
     assert_eq!(geojson_bytes(&sharded), geojson_bytes(&single));
+    assert_eq!(
+        NucleiDb::open(sharded.join(DB_FILE))
+            .unwrap()
+            .in_rect([0.0, 0.0, 3400.0, 2000.0])
+            .unwrap(),
+        everything
+    );
 
     // A killed run: some tiles on disk; the rerun does only the others.
     let resumed = dir.join("resumed");

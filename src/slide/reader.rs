@@ -8,10 +8,11 @@
 //! `XResolution` with `ResolutionUnit` centimetre or inch.
 
 use std::{
+    collections::HashMap,
     fs::File,
     io::{BufReader, Read, Seek, SeekFrom},
     path::{Path, PathBuf},
-    sync::Mutex,
+    sync::{Arc, Mutex},
 };
 
 use image::RgbImage;
@@ -29,6 +30,9 @@ pub const MAX_CHUNK_SIDE: u32 = 16_384;
 pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
 /// Largest region [`SlideReader::read_region`] returns (pixels): 16384².
 pub const MAX_REGION_PIXELS: u64 = 1 << 28;
+/// Decoded tiles kept for reuse (bytes): neighbouring tiles and the nuclei measured after
+/// them read the same slide tiles again.
+pub const CHUNK_CACHE_BYTES: usize = 96 << 20;
 /// Pixel sizes outside this range (µm per pixel) are not a microscope's and are refused.
 pub const PLAUSIBLE_MPP: (f64, f64) = (0.05, 50.0);
 
@@ -112,6 +116,48 @@ pub struct TiffSlide {
     description: String,
     decoders: Vec<Mutex<Decoder<BufReader<File>>>>,
     file: Mutex<File>,
+    cache: Mutex<ChunkCache>,
+}
+
+/// A decoded chunk: width, height, RGB bytes.
+type Chunk = (u32, u32, Arc<Vec<u8>>);
+
+/// Least-recently-used decoded chunks, up to [`CHUNK_CACHE_BYTES`].
+#[derive(Debug, Default)]
+struct ChunkCache {
+    chunks: HashMap<(usize, u32), (Chunk, u64)>,
+    bytes: usize,
+    clock: u64,
+}
+
+impl ChunkCache {
+    fn get(&mut self, key: (usize, u32)) -> Option<Chunk> {
+        self.clock += 1;
+        let clock = self.clock;
+        self.chunks.get_mut(&key).map(|(c, used)| {
+            *used = clock;
+            c.clone()
+        })
+    }
+
+    fn put(&mut self, key: (usize, u32), chunk: Chunk) {
+        self.clock += 1;
+        self.bytes += chunk.2.len();
+        if let Some((old, _)) = self.chunks.insert(key, (chunk, self.clock)) {
+            self.bytes -= old.2.len();
+        }
+        while self.bytes > CHUNK_CACHE_BYTES && self.chunks.len() > 1 {
+            let oldest = *self
+                .chunks
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k)
+                .expect("not empty");
+            if let Some((c, _)) = self.chunks.remove(&oldest) {
+                self.bytes -= c.2.len();
+            }
+        }
+    }
 }
 
 /// TIFF compression codes the reader decodes.
@@ -216,6 +262,7 @@ impl TiffSlide {
             description,
             decoders,
             file: Mutex::new(file),
+            cache: Mutex::new(ChunkCache::default()),
             path,
         })
     }
@@ -223,6 +270,18 @@ impl TiffSlide {
     /// Level 0's ImageDescription (Aperio's key–value line, OME-XML), empty if none.
     pub fn description(&self) -> &str {
         &self.description
+    }
+
+    /// Chunk `index` of `level` as RGB, from the cache or decoded.
+    fn chunk(&self, level: usize, index: u32) -> Result<Chunk, SlideError> {
+        let lock = || self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = lock().get((level, index)) {
+            return Ok(c);
+        }
+        let (w, h, data) = self.read_chunk(level, index)?;
+        let chunk = (w, h, Arc::new(data));
+        lock().put((level, index), chunk.clone());
+        Ok(chunk)
     }
 
     /// Decodes chunk `index` of `level` as RGB, `(width, height, pixels)`.
@@ -373,7 +432,7 @@ impl SlideReader for TiffSlide {
         for ty in (y0 / ch)..=((y1 - 1) / ch) {
             for tx in (x0 / cw)..=((x1 - 1) / cw) {
                 let index = (ty * l.across as i64 + tx) as u32;
-                let (w, h, data) = self.read_chunk(level, index)?;
+                let (w, h, data) = self.chunk(level, index)?;
                 let (ox, oy) = (tx * cw, ty * ch);
                 // The part of this chunk inside both the region and the level.
                 let (cx0, cy0) = (ox.max(x0), oy.max(y0));

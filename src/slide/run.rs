@@ -11,11 +11,12 @@
 //!    tiler's [`Stitcher`], whose [`drain_above`](Stitcher::drain_above) releases the
 //!    nuclei no later row can change; overlaps between them are resolved by score
 //!    ([`exclusive_masks`]), each nucleus is measured on the slide's pixels and streamed
-//!    to `nuclei.geojson.gz` (QuPath detections in level-0 pixel coordinates). Memory holds
+//!    to `nuclei.geojson.gz` (QuPath detections in level-0 pixel coordinates) and
+//!    `nuclei.db` (SQLite in TIAToolbox's `SQLiteStore` layout, [`NucleiDb`](super::NucleiDb)). Memory holds
 //!    about two rows of tiles' detections, whatever the slide's size; the result equals a
 //!    single-process run's bit for bit, however the tiles were sharded.
 //!
-//! The outputs (`nuclei.geojson.gz`, `thumbnail.png`, then `summary.json`, last) appear
+//! The outputs (`nuclei.geojson.gz`, `nuclei.db`, `thumbnail.png`, then `summary.json`, last) appear
 //! atomically when complete; a folder with a `summary.json` is a finished slide and is left
 //! alone (reported as [`Prepared::Complete`]) unless the run is told to overwrite.
 
@@ -31,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::{
+    db::{NucleiDbWriter, DB_FILE},
     store,
     tissue::{TissueConfig, TissueMask},
     SlideError, SlideReader,
@@ -253,9 +255,28 @@ impl<'a> SlideRun<'a> {
     ) -> crate::Result<Prepared<'a>> {
         let path = slide.path().to_path_buf();
         let summary_path = out.join(SUMMARY_FILE);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let slide_bytes = std::fs::metadata(&path)
+            .map_err(|e| SlideError::io(&path, e))?
+            .len();
         if summary_path.exists() && !overwrite {
             let summary: SlideSummary = crate::io::read_json(&summary_path)
                 .map_err(|e| SlideError::io(&summary_path, e))?;
+            if (summary.plan.slide.as_str(), summary.plan.slide_bytes) != (&name, slide_bytes) {
+                return Err(SlideError::invalid(
+                    &summary_path,
+                    format!(
+                        "these are the outputs of another slide ({}, {} bytes), not of {name}; give \
+                         this slide its own output folder (another --out, or an id in the \
+                         manifest)",
+                        summary.plan.slide, summary.plan.slide_bytes
+                    ),
+                )
+                .into());
+            }
             return Ok(Prepared::Complete(Box::new(summary)));
         }
         if let Some(m) = mpp {
@@ -304,13 +325,8 @@ impl<'a> SlideRun<'a> {
             .collect();
         let c = tiler.config();
         let plan = SlidePlan {
-            slide: path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            slide_bytes: std::fs::metadata(&path)
-                .map_err(|e| SlideError::io(&path, e))?
-                .len(),
+            slide: name,
+            slide_bytes,
             format: slide.format().into(),
             width: w0,
             height: h0,
@@ -331,7 +347,7 @@ impl<'a> SlideRun<'a> {
         let work = out.join(WORK_DIR);
         let plan_path = work.join("plan.json");
         if overwrite {
-            for f in [SUMMARY_FILE, GEOJSON_FILE, THUMBNAIL_FILE] {
+            for f in [SUMMARY_FILE, GEOJSON_FILE, DB_FILE, THUMBNAIL_FILE] {
                 remove_if_present(&out.join(f))?;
             }
             if let Ok(old) = crate::io::read_json::<SlidePlan>(&plan_path) {
@@ -490,6 +506,72 @@ impl<'a> SlideRun<'a> {
             )
             .into());
         }
+        let mut stats = Stats::new(&self.thumbnail, self.tissue.downsample);
+        let mut segment_seconds = 0.0f64;
+        let geojson_path = self.out.join(GEOJSON_FILE);
+        let db_path = self.out.join(DB_FILE);
+        let plan = serde_json::to_value(&self.plan).expect("serializable");
+        // Both files are written under temporary names and renamed when complete; an error
+        // inside is kept here (the closures can only return I/O errors).
+        let mut failure: Option<crate::Error> = None;
+        let written = crate::io::write_atomic_via(&db_path, |db_tmp| -> Result<(), String> {
+            let mut db = match NucleiDbWriter::create(db_tmp, &[("nucseg_plan", plan)]) {
+                Ok(db) => db,
+                Err(e) => {
+                    failure = Some(e.into());
+                    return Err("stopped".into());
+                }
+            };
+            let geojson = crate::io::write_atomic(&geojson_path, |file| {
+                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+                gz.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[")?;
+                let streamed = self.stream(
+                    &mut gz,
+                    &mut db,
+                    &mut stats,
+                    &mut segment_seconds,
+                    &mut progress,
+                );
+                if let Err(e) = streamed {
+                    failure = Some(e);
+                    return Err(std::io::Error::other("stopped"));
+                }
+                gz.write_all(b"]}\n")?;
+                gz.finish()?;
+                Ok(())
+            });
+            if failure.is_some() {
+                return Err("stopped".into());
+            }
+            geojson.map_err(|e| SlideError::io(&geojson_path, e).to_string())?;
+            db.finish().map_err(|e| e.to_string())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        written.map_err(|e| SlideError::io(&db_path, e))?;
+        let thumbnail_path = self.out.join(THUMBNAIL_FILE);
+        crate::data::write_rgb_png(&thumbnail_path, &stats.picture(&self.tissue))?;
+        let summary = self.summary(&stats, segment_seconds, start.elapsed().as_secs_f64());
+        let summary_path = self.out.join(SUMMARY_FILE);
+        crate::io::write_json(&summary_path, &summary)
+            .map_err(|e| SlideError::io(&summary_path, e))?;
+        let work = self.out.join(WORK_DIR);
+        std::fs::remove_dir_all(&work).map_err(|e| SlideError::io(&work, e))?;
+        Ok(summary)
+    }
+
+    /// The stitching loop: tile files row by row into the stitcher, decided nuclei out to
+    /// the GeoJSON stream and the database.
+    fn stream(
+        &self,
+        gz: &mut impl Write,
+        db: &mut NucleiDbWriter,
+        stats: &mut Stats,
+        segment_seconds: &mut f64,
+        progress: &mut impl FnMut(SlideProgress),
+    ) -> crate::Result<()> {
+        let geojson_path = self.out.join(GEOJSON_FILE);
         let tiles = self
             .tiler
             .tiles(self.plan.working_width, self.plan.working_height);
@@ -503,69 +585,51 @@ impl<'a> SlideRun<'a> {
             self.plan.working_height,
             self.config.tiling.match_iou,
         );
-        let mut stats = Stats::new(&self.thumbnail, self.tissue.downsample);
-        let mut segment_seconds = 0.0f64;
-        let geojson_path = self.out.join(GEOJSON_FILE);
-        let mut failure: Option<crate::Error> = None;
-        let written = crate::io::write_atomic(&geojson_path, |file| {
-            let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
-            gz.write_all(b"{\"type\":\"FeatureCollection\",\"features\":[")?;
-            let mut first = true;
-            let result = (|| -> crate::Result<()> {
-                for (r, row) in rows.iter().enumerate() {
-                    for tile in row.iter().filter(|t| has_tissue[t.index]) {
-                        let (found, seconds) =
-                            store::read_tile(&self.tile_path(tile.index), tile.index)?;
-                        segment_seconds += seconds as f64;
-                        stitcher.add(tile, found)?;
-                    }
-                    let below = rows.get(r + 1).map_or(u32::MAX, |next| next[0].y0);
-                    let decided = stitcher.drain_above(below);
-                    for nucleus in exclusive_masks(decided) {
-                        let feature = self.feature(nucleus, &mut stats)?;
-                        if !first {
-                            gz.write_all(b",\n")
-                                .map_err(|e| SlideError::io(&geojson_path, e))?;
-                        }
-                        first = false;
-                        serde_json::to_writer(&mut gz, &feature)
-                            .map_err(|e| SlideError::io(&geojson_path, e.into()))?;
-                    }
-                    progress(SlideProgress {
-                        phase: "stitch",
-                        done: r + 1,
-                        total: rows.len(),
-                        nuclei: stats.count,
-                    });
-                }
-                Ok(())
-            })();
-            if let Err(e) = result {
-                failure = Some(e);
-                return Err(std::io::Error::other("stopped"));
+        for (r, row) in rows.iter().enumerate() {
+            for tile in row.iter().filter(|t| has_tissue[t.index]) {
+                let (found, seconds) = store::read_tile(&self.tile_path(tile.index), tile.index)?;
+                *segment_seconds += seconds as f64;
+                stitcher.add(tile, found)?;
             }
-            gz.write_all(b"]}\n")?;
-            gz.finish()?;
-            Ok(())
-        });
-        if let Some(e) = failure {
-            return Err(e);
+            let below = rows.get(r + 1).map_or(u32::MAX, |next| next[0].y0);
+            for nucleus in exclusive_masks(stitcher.drain_above(below)) {
+                let n = self.measure(nucleus, stats)?;
+                let name = format!("nucleus-{}", n.measurements.id);
+                let feature = nucleus_feature(
+                    &n.ring,
+                    &n.key,
+                    &name,
+                    &n.measurements,
+                    &self.config.geojson,
+                );
+                if stats.count > 1 {
+                    gz.write_all(b",\n")
+                        .map_err(|e| SlideError::io(&geojson_path, e))?;
+                }
+                serde_json::to_writer(&mut *gz, &feature)
+                    .map_err(|e| SlideError::io(&geojson_path, e.into()))?;
+                let mut properties = serde_json::to_value(&n.measurements).expect("serializable");
+                properties["type"] = self.config.geojson.class_name.clone().into();
+                db.insert(
+                    &n.key,
+                    &n.ring,
+                    [n.measurements.centroid_x, n.measurements.centroid_y],
+                    &properties,
+                )?;
+            }
+            progress(SlideProgress {
+                phase: "stitch",
+                done: r + 1,
+                total: rows.len(),
+                nuclei: stats.count,
+            });
         }
-        written.map_err(|e| SlideError::io(&geojson_path, e))?;
-        let thumbnail_path = self.out.join(THUMBNAIL_FILE);
-        crate::data::write_rgb_png(&thumbnail_path, &stats.picture(&self.tissue))?;
-        let summary = self.summary(&stats, segment_seconds, start.elapsed().as_secs_f64());
-        let summary_path = self.out.join(SUMMARY_FILE);
-        crate::io::write_json(&summary_path, &summary)
-            .map_err(|e| SlideError::io(&summary_path, e))?;
-        let work = self.out.join(WORK_DIR);
-        std::fs::remove_dir_all(&work).map_err(|e| SlideError::io(&work, e))?;
-        Ok(summary)
+        Ok(())
     }
 
-    /// One nucleus (working coordinates) as a GeoJSON feature in level-0 coordinates, with
-    /// its measurements on the slide's pixels; counted in `stats`.
-    fn feature(&self, nucleus: Instance, stats: &mut Stats) -> crate::Result<serde_json::Value> {
+    /// One nucleus (working coordinates) in level-0 coordinates: its UUID, outline and
+    /// measurements on the slide's pixels; counted in `stats`.
+    fn measure(&self, nucleus: Instance, stats: &mut Stats) -> crate::Result<Measured> {
         let m = &nucleus.mask;
         let rect = [m.x0, m.y0, m.x0 + m.width, m.y0 + m.height];
         let pixels = self.read_working(rect)?;
@@ -601,14 +665,11 @@ impl<'a> SlideRun<'a> {
             .into_iter()
             .map(|[x, y]| [x * s, y * s])
             .collect();
-        let uuid = nucleus_uuid(&self.plan.slide, id);
-        Ok(nucleus_feature(
-            &ring,
-            &uuid,
-            &format!("nucleus-{id}"),
-            &r,
-            &self.config.geojson,
-        ))
+        Ok(Measured {
+            key: nucleus_uuid(&self.plan.slide, id),
+            ring,
+            measurements: r,
+        })
     }
 
     fn summary(&self, stats: &Stats, segment_seconds: f64, stitch_seconds: f64) -> SlideSummary {
@@ -639,6 +700,13 @@ impl<'a> SlideRun<'a> {
             },
         }
     }
+}
+
+/// A nucleus ready to be written.
+struct Measured {
+    key: String,
+    ring: Vec<[f64; 2]>,
+    measurements: NucleusMeasurements,
 }
 
 /// A stable UUID (RFC 9562 version 8, from SHA-256) for nucleus `id` of `slide`.
