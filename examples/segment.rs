@@ -21,7 +21,6 @@ use nucseg::{
     output::{stem, OutputDir},
     pipeline::Pipeline,
     postprocess::TtaSet,
-    pretrained::{default_model, load_bundle, NormalizerChoice},
 };
 
 #[derive(Parser)]
@@ -29,19 +28,8 @@ use nucseg::{
 struct Args {
     /// Images or folders of images (PNG, JPEG, TIFF); default: the bundled sample tile.
     images: Vec<PathBuf>,
-    /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Stain normalization: model (the one the model was trained with), dcgmm, macenko,
-    /// reinhard or none.
-    #[arg(long, default_value = "model")]
-    normalize: NormalizerChoice,
-    /// Template image for --normalize macenko / reinhard (and dcgmm, instead of its own).
-    #[arg(long)]
-    template: Option<PathBuf>,
-    /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
-    #[arg(long)]
-    dcgmm_model: Option<PathBuf>,
+    #[command(flatten)]
+    model: common::ModelArgs,
     /// Test-time augmentation: none, paper (7 views) or d4 (all 8 flips/rotations).
     #[arg(long, default_value = "paper")]
     tta: TtaSet,
@@ -86,16 +74,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         file_names(stem, with_truth)
     })?;
     let device = args.device.device()?;
-    let bundle = match &args.model {
-        Some(path) => load_bundle(path, &device)?,
-        None => default_model(&device)?,
-    };
-    let normalizer = bundle.normalizer_for(
-        &args.normalize,
-        args.template.as_deref(),
-        args.dcgmm_model.as_deref(),
-        &device,
-    )?;
+    let (bundle, normalizer) = args.model.load(&device)?;
     let config = args.pipeline.config(args.tta);
     let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
     println!(

@@ -24,7 +24,6 @@ use nucseg::{
     backend::BackendKind,
     pipeline::Pipeline,
     postprocess::TtaSet,
-    pretrained::{default_model, load_bundle, NormalizerChoice},
     slide::{
         cohort_csv, cohort_summaries, read_manifest, task_index, Prepared, Shard, SlideConfig,
         SlideError, SlideReader, SlideRun, TiffSlide,
@@ -61,18 +60,8 @@ struct Args {
     /// Redo a finished slide, or restart one begun with other settings.
     #[arg(long)]
     overwrite: bool,
-    /// Model bundle; default: the shipped model.
-    #[arg(long)]
-    model: Option<PathBuf>,
-    /// Stain normalization (per tile): model, dcgmm, macenko, reinhard or none.
-    #[arg(long, default_value = "model")]
-    normalize: NormalizerChoice,
-    /// Template image for --normalize macenko / reinhard.
-    #[arg(long)]
-    template: Option<PathBuf>,
-    /// DCGMM network for --normalize dcgmm.
-    #[arg(long)]
-    dcgmm_model: Option<PathBuf>,
+    #[command(flatten)]
+    model: common::ModelArgs,
     /// Test-time augmentation: none (the default for slides: 6× faster), paper or d4.
     #[arg(long, default_value = "none")]
     tta: TtaSet,
@@ -132,16 +121,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         .with_min_score(pipeline_config.min_score);
     let out = args.out.join(&id);
     let device = args.device.device()?;
-    let bundle = match &args.model {
-        Some(path) => load_bundle(path, &device)?,
-        None => default_model(&device)?,
-    };
-    let normalizer = bundle.normalizer_for(
-        &args.normalize,
-        args.template.as_deref(),
-        args.dcgmm_model.as_deref(),
-        &device,
-    )?;
+    let (bundle, normalizer) = args.model.load(&device)?;
     let pipeline = Pipeline::new(pipeline_config, &bundle.model, normalizer)?;
     let segmenter = format!(
         "model {} · normalization {} · TTA {} (views ≥ {}) · tile {} overlap {}",

@@ -8,7 +8,7 @@ cd "$(dirname "$0")"
 RUNS="${RUNS:-1000000}"
 TARGET_DIR="${FUZZ_TARGET_DIR:-$HOME/.cache/nucseg-fuzz-target}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image_decode label_map monuseg_xml model_bundle export)
+[ ${#targets[@]} -gt 0 ] || targets=(image_decode label_map monuseg_xml model_bundle export slide_reader tile_file)
 # SKIP_BUILD=1 runs the binaries already built (a later edit of the crate would rebuild).
 [ -n "${SKIP_BUILD:-}" ] || cargo +nightly fuzz build -O --target-dir "$TARGET_DIR" || exit 1
 BIN="$TARGET_DIR/x86_64-unknown-linux-gnu/release"

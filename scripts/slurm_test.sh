@@ -7,7 +7,9 @@
 #
 #   sudo scripts/slurm_test.sh            # as root (it installs packages and starts daemons)
 #
-# Seen to work: Debian 12's slurm-wlm 22.05 with proctrack/linuxproc, task/none, no cgroups.
+# Seen to work: Debian 12's slurm-wlm 22.05.8 with proctrack/linuxproc, task/none, no
+# cgroups (2026-12-02: 3 slides as an array job, one as 2 shards + merge, all byte-identical
+# to single-process runs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -72,11 +74,12 @@ export NUCSEG_ARGS="--tta none"
 wait_for() {  # job ids… : until none is pending or running
   while squeue -h -j "$1" 2>/dev/null | grep -q .; do sleep 2; done
 }
-submitted=$(deploy/slurm/submit_cohort.sh "$slides/cohort.csv" "$work/cluster")
+cd "$work"   # Slurm writes the jobs' logs (nucseg-*.log) into the submitting folder
+submitted=$("$root/deploy/slurm/submit_cohort.sh" "$slides/cohort.csv" "$work/cluster")
 echo "$submitted"
 jobs=$(echo "$submitted" | grep -oE 'job [0-9]+' | awk '{print $2}' | paste -sd,)
 wait_for "$jobs"
-sharded=$(deploy/slurm/submit_cohort.sh --shards 2 "$slides/s3.tif" "$work/sharded")
+sharded=$("$root/deploy/slurm/submit_cohort.sh" --shards 2 "$slides/s3.tif" "$work/sharded")
 echo "$sharded"
 wait_for "$(echo "$sharded" | grep -oE 'job [0-9]+' | awk '{print $2}' | paste -sd,)"
 

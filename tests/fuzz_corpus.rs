@@ -13,12 +13,14 @@ type Target = (&'static str, fn(&[u8]));
 #[test]
 fn every_seed_and_finding_replays_without_a_panic() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
-    let targets: [Target; 5] = [
+    let targets: [Target; 7] = [
         ("image_decode", bodies::image_decode),
         ("label_map", bodies::label_map),
         ("monuseg_xml", bodies::monuseg_xml),
         ("model_bundle", bodies::model_bundle),
         ("export", bodies::export),
+        ("slide_reader", bodies::slide_reader),
+        ("tile_file", bodies::tile_file),
     ];
     for (name, body) in targets {
         let mut replayed = 0;
@@ -53,4 +55,24 @@ fn the_seeds_are_valid_files_of_their_kind() {
     let text = std::fs::read_to_string(corpus.join("monuseg_xml/square.xml")).unwrap();
     let annotation = nucseg::data::parse_monuseg_xml(&text, Path::new("square.xml")).unwrap();
     assert_eq!(annotation.polygons.len(), 2);
+    use nucseg::slide::{read_tile, SlideReader, TiffSlide};
+    for (name, format, levels, mpp) in [
+        ("pyramid.tif", "tiff", 3, Some(0.25)),
+        ("classic.tif", "tiff", 3, None),
+        ("aperio.svs", "aperio-svs", 2, Some(0.5)),
+    ] {
+        let slide = TiffSlide::open(corpus.join("slide_reader").join(name)).unwrap();
+        assert_eq!(
+            (slide.format(), slide.levels().len()),
+            (format, levels),
+            "{name}"
+        );
+        assert_eq!(slide.mpp().map(|m| (m * 1e4).round() / 1e4), mpp, "{name}");
+        assert_eq!(
+            slide.read_region(0, 0, 0, 100, 70).unwrap().dimensions(),
+            (100, 70)
+        );
+    }
+    let (found, seconds) = read_tile(&corpus.join("tile_file/two.bin"), 0).unwrap();
+    assert_eq!((found.len(), seconds), (2, 1.5));
 }

@@ -419,3 +419,72 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
     assert!(e.contains("min_score") && e.contains("--overwrite"), "{e}");
     assert!(single.join(SUMMARY_FILE).is_file());
 }
+
+#[test]
+fn glass_gives_an_empty_result_and_the_pixel_size_sets_the_working_scale() {
+    let dir = common::tmp_dir("slide-glass");
+    let glass = RgbImage::from_fn(1500, 1000, |x, y| {
+        let n = ((x * 7 + y * 13) % 5) as u8;
+        image::Rgb([244 + n, 244 + n, 242 + n])
+    });
+    let path = dir.join("glass.tif");
+    write_pyramid(&path, &glass, &PyramidOptions::pyramidal(None)).unwrap();
+    let slide = TiffSlide::open(&path).unwrap();
+    assert_eq!(slide.mpp(), None);
+    let out = dir.join("out");
+    let Prepared::Ready(run) =
+        SlideRun::prepare(&slide, SlideConfig::new(), &out, None, "baseline", false).unwrap()
+    else {
+        panic!("nothing finished yet")
+    };
+    let plan = run.plan().clone();
+    assert_eq!(
+        (plan.mpp, plan.mpp_source.as_str(), plan.scale),
+        (None, "unknown", 1.0)
+    );
+    assert!(plan.tissue_tiles.is_empty() && plan.tiles_total == 2);
+    assert_eq!(
+        run.segment_tiles(&ClassicalBaseline::default(), Shard::ALL, |_| {})
+            .unwrap(),
+        0
+    );
+    let summary = run.stitch(|_| {}).unwrap();
+    assert_eq!((summary.nuclei, summary.tissue_area_mm2), (0, None));
+    assert!(features(&out).is_empty());
+    assert_eq!(
+        NucleiDb::open(out.join(DB_FILE)).unwrap().count().unwrap(),
+        0
+    );
+
+    // A 20× slide (0.5 µm/px) is seen at the model's 0.25 µm/px: twice the pixels.
+    let Prepared::Ready(run) = SlideRun::prepare(
+        &slide,
+        SlideConfig::new(),
+        &dir.join("out20x"),
+        Some(0.5),
+        "baseline",
+        false,
+    )
+    .unwrap() else {
+        panic!("nothing finished yet")
+    };
+    let plan = run.plan();
+    assert_eq!((plan.mpp, plan.mpp_source.as_str()), (Some(0.5), "option"));
+    assert_eq!((plan.scale, plan.level), (0.5, 0));
+    assert_eq!((plan.working_width, plan.working_height), (3000, 2000));
+    let tile = run.read_working([100, 100, 300, 200]).unwrap();
+    assert_eq!(tile.dimensions(), (200, 100));
+    // An absurd --mpp is refused with the option's name.
+    let e = SlideRun::prepare(
+        &slide,
+        SlideConfig::new(),
+        &dir.join("x"),
+        Some(0.0),
+        "b",
+        false,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("--mpp 0") && e.contains("glass.tif"), "{e}");
+}

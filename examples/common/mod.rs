@@ -103,6 +103,47 @@ impl ReadLimits {
     }
 }
 
+/// Which model and normalization to run (`segment`, `segment_slide`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
+    #[arg(long)]
+    pub model: Option<std::path::PathBuf>,
+    /// Stain normalization: model (the one the model was trained with), dcgmm, macenko,
+    /// reinhard or none.
+    #[arg(long, default_value = "model")]
+    pub normalize: nucseg::pretrained::NormalizerChoice,
+    /// Template image for --normalize macenko / reinhard (and dcgmm, instead of its own).
+    #[arg(long)]
+    pub template: Option<std::path::PathBuf>,
+    /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
+    #[arg(long)]
+    pub dcgmm_model: Option<std::path::PathBuf>,
+}
+
+/// A model bundle and the stain normalizer chosen for it.
+pub type LoadedModel = (
+    nucseg::pretrained::ModelBundle,
+    Option<Box<dyn nucseg::stain::StainNormalizer>>,
+);
+
+impl ModelArgs {
+    /// Loads the bundle (`--model`, else the shipped one) and the normalizer on `device`.
+    pub fn load(&self, device: &nucseg::backend::Device) -> nucseg::Result<LoadedModel> {
+        let bundle = match &self.model {
+            Some(path) => nucseg::pretrained::load_bundle(path, device)?,
+            None => nucseg::pretrained::default_model(device)?,
+        };
+        let normalizer = bundle.normalizer_for(
+            &self.normalize,
+            self.template.as_deref(),
+            self.dcgmm_model.as_deref(),
+            device,
+        )?;
+        Ok((bundle, normalizer))
+    }
+}
+
 /// The pipeline's settings on the command line (`segment`, `speed`).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct PipelineArgs {

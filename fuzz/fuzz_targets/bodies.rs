@@ -114,3 +114,33 @@ pub fn export(data: &[u8]) {
     let json = feature_collection(&nuclei, &rows, &config).expect("rows match");
     assert!(json.to_string().starts_with('{'));
 }
+
+/// Any bytes as a whole-slide TIFF: opened, then a corner region of every level and one
+/// across its far edge read back; errors are fine, panics and huge allocations are not.
+pub fn slide_reader(data: &[u8]) {
+    use nucseg::slide::{SlideReader, TiffSlide};
+    let path = scratch("slide", "tif", data);
+    let Ok(slide) = TiffSlide::open(&path) else {
+        return;
+    };
+    for (level, l) in slide.levels().iter().enumerate() {
+        let (w, h) = (l.width.min(300), l.height.min(300));
+        if let Ok(region) = slide.read_region(level, 0, 0, w, h) {
+            assert_eq!(region.dimensions(), (w, h));
+        }
+        let _ = slide.read_region(level, l.width as i64 - 10, l.height as i64 - 10, 40, 40);
+    }
+}
+
+/// Any bytes as a slide run's tile file (`work/tiles/<index>.bin`).
+pub fn tile_file(data: &[u8]) {
+    let path = scratch("tile", "bin", data);
+    if let Ok((found, _seconds)) = nucseg::slide::read_tile(&path, 0) {
+        for inst in &found.items {
+            assert_eq!(
+                inst.mask.data.len() as u64,
+                u64::from(inst.mask.width) * u64::from(inst.mask.height)
+            );
+        }
+    }
+}

@@ -25,7 +25,7 @@ use tiff::{
 use super::SlideError;
 
 /// Largest tile (or strip) side accepted, so a hostile header cannot ask for a huge buffer.
-pub const MAX_CHUNK_SIDE: u32 = 16_384;
+pub const MAX_CHUNK_SIDE: u32 = 8192;
 /// Largest compressed tile accepted (bytes).
 pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
 /// Largest region [`SlideReader::read_region`] returns (pixels): 16384².
@@ -231,11 +231,10 @@ impl TiffSlide {
         let mut chosen = vec![(0usize, base.clone())];
         for (ifd, d) in directories.iter().skip(1) {
             let last = &chosen.last().expect("level 0").1;
-            let same_aspect = ((d.width as f64 / d.height.max(1) as f64)
-                / (base.width as f64 / base.height.max(1) as f64)
-                - 1.0)
-                .abs()
-                < 0.02;
+            // The same downsample along both axes, up to rounding of the level's size.
+            let expected_height = base.height as f64 * d.width as f64 / base.width as f64;
+            let same_aspect =
+                (d.height as f64 - expected_height).abs() <= (0.02 * expected_height).max(2.0);
             if d.tiled && d.width < last.width && d.height < last.height && same_aspect {
                 chosen.push((*ifd, d.clone()));
             }
@@ -325,6 +324,14 @@ impl TiffSlide {
                 };
                 let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(stream))
                     .map_err(|e| tile_error(format!("JPEG: {e}")))?;
+                // The header's size, checked before anything is allocated for the pixels.
+                let (jw, jh) = image::ImageDecoder::dimensions(&decoder);
+                if jw > l.info.chunk_width || jh > l.info.chunk_height {
+                    return Err(tile_error(format!(
+                        "JPEG tile declares {jw}x{jh}, the level's tiles are {}x{}",
+                        l.info.chunk_width, l.info.chunk_height
+                    )));
+                }
                 let decoded = image::DynamicImage::from_decoder(decoder)
                     .map_err(|e| tile_error(format!("JPEG: {e}")))?
                     .into_rgb8();
