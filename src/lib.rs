@@ -27,7 +27,7 @@
 //!
 //! | layer | modules |
 //! | --- | --- |
-//! | 6. applications | [`train`] (trainers), [`pretrained`] (the shipped model), [`export`] (files other tools read) |
+//! | 6. applications | [`train`] (trainers), [`pretrained`] (the shipped model), [`export`] (files other tools read), [`slide`] (whole slides, cohorts) |
 //! | 5. the method | [`pipeline`]: normalization → segmenter with TTA → tiling |
 //! | 4. around any segmenter | [`postprocess`]: test-time augmentation, tiling and stitching |
 //! | 3. segmenters and normalizers | [`model`] (Mask R-CNN), [`baseline`] (classical), [`stain`] (DCGMM, Macenko, Reinhard) |

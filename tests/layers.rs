@@ -8,7 +8,7 @@ use std::{
 };
 
 /// Bottom to top. `error` (the crate-wide error enum) and `lib.rs` sit above everything.
-const ORDER: [&str; 16] = [
+const ORDER: [&str; 17] = [
     "io",
     "union_find",
     "colour",
@@ -25,6 +25,7 @@ const ORDER: [&str; 16] = [
     "train",
     "pretrained",
     "export",
+    "slide",
 ];
 
 /// Items the crate root re-exports from `instances`.
