@@ -25,8 +25,8 @@ use nucseg::{
     pipeline::Pipeline,
     postprocess::TtaSet,
     slide::{
-        cohort_csv, cohort_summaries, read_manifest, task_index, Prepared, Shard, SlideConfig,
-        SlideError, SlideReader, SlideRun, TiffSlide,
+        cohort_csv, cohort_summaries, open_slide, read_manifest, task_index, Prepared, Shard,
+        SlideConfig, SlideError, SlideRun,
     },
 };
 
@@ -114,7 +114,7 @@ fn run(args: Args) -> nucseg::Result<()> {
             .into())
         }
     };
-    let slide = TiffSlide::open(&slide_path)?;
+    let slide = open_slide(&slide_path)?;
     let pipeline_config = args.pipeline.config(args.tta);
     let config = SlideConfig::new()
         .with_tiling(pipeline_config.tiling.clone())
@@ -133,7 +133,14 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.pipeline.overlap
     );
     let start = Instant::now();
-    let run = match SlideRun::prepare(&slide, config, &out, mpp, &segmenter, args.overwrite)? {
+    let run = match SlideRun::prepare(
+        slide.as_ref(),
+        config,
+        &out,
+        mpp,
+        &segmenter,
+        args.overwrite,
+    )? {
         Prepared::Complete(summary) => {
             println!(
                 "{}: finished before ({} nuclei, {}); --overwrite redoes it",

@@ -7,6 +7,8 @@
 mod cohort;
 mod db;
 mod error;
+#[cfg(feature = "openslide")]
+mod openslide;
 mod reader;
 mod run;
 mod store;
@@ -18,6 +20,8 @@ pub use db::{
     CellCount, NucleiDb, NucleiDbWriter, StoredNucleus, DB_FILE, TIATOOLBOX_STORE_VERSION,
 };
 pub use error::SlideError;
+#[cfg(feature = "openslide")]
+pub use openslide::OpenSlideReader;
 pub use reader::{
     aperio_field, SlideLevel, SlideReader, TiffSlide, CHUNK_CACHE_BYTES, MAX_CHUNK_BYTES,
     MAX_CHUNK_SIDE, MAX_REGION_PIXELS, PLAUSIBLE_MPP,
@@ -29,3 +33,23 @@ pub use run::{
 pub use store::{read_tile, write_tile};
 pub use tissue::{thumbnail, TissueConfig, TissueMask};
 pub use writer::{write_pyramid, PyramidOptions, TiffLayout};
+
+/// Opens a slide with the pure-Rust TIFF reader ([`TiffSlide`]); when that fails and the
+/// `openslide` feature is on, with OpenSlide ([`OpenSlideReader`]) instead. The TIFF
+/// reader's error is returned when neither reads the file.
+///
+/// # Errors
+/// Neither reader opens the file (see [`TiffSlide::open`]).
+pub fn open_slide(path: impl AsRef<std::path::Path>) -> Result<Box<dyn SlideReader>, SlideError> {
+    let path = path.as_ref();
+    match TiffSlide::open(path) {
+        Ok(slide) => Ok(Box::new(slide)),
+        #[cfg(feature = "openslide")]
+        Err(tiff_error) => match OpenSlideReader::open(path) {
+            Ok(slide) => Ok(Box::new(slide)),
+            Err(_) => Err(tiff_error),
+        },
+        #[cfg(not(feature = "openslide"))]
+        Err(e) => Err(e),
+    }
+}

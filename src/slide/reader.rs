@@ -620,8 +620,9 @@ impl Directory {
             c if JPEG_2000.contains(&c) => {
                 return Err(unsupported(format!(
                     "JPEG 2000 compression ({c}), which the pure-Rust reader does not decode; \
-                     convert the slide (e.g. `vips tiffsave in.svs out.tif --tile --pyramid \
-                     --compression jpeg`) or read it through OpenSlide"
+                     build with `--features openslide` (OpenSlide reads it) or convert the \
+                     slide (e.g. `vips tiffsave in.svs out.tif --tile --pyramid --compression \
+                     jpeg`)"
                 )))
             }
             OLD_JPEG => {
