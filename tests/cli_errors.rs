@@ -164,3 +164,55 @@ fn train_refuses_absurd_settings_and_an_old_run_before_reading_data() {
         &["old/checkpoints", "earlier run", "--resume"],
     );
 }
+
+#[test]
+fn segment_slide_fails_in_one_line_on_bad_slides_manifests_and_shards() {
+    let dir = common::tmp_dir("cli-slide");
+    std::fs::write(dir.join("cohort.csv"), "slide,id\nmissing.svs,a\n").unwrap();
+    fails(
+        &dir,
+        "segment_slide",
+        &["--manifest", "cohort.csv", "--index", "0", "--out", "out"],
+        &["missing.svs", "No such file"],
+    );
+    fails(
+        &dir,
+        "segment_slide",
+        &["--manifest", "cohort.csv", "--index", "5", "--out", "out"],
+        &["cohort.csv", "row 5", "1 slide"],
+    );
+    std::fs::write(dir.join("bad.csv"), "path\nx.svs\n").unwrap();
+    fails(
+        &dir,
+        "segment_slide",
+        &["--manifest", "bad.csv", "--index", "0"],
+        &["bad.csv", "no `slide` column"],
+    );
+    // A truncated slide: half of a pyramid, whose tiles past the cut do not read.
+    let whole = dir.join("whole.tif");
+    let image = RgbImage::from_fn(600, 500, |x, y| {
+        image::Rgb([(x % 256) as u8, 90, (y % 256) as u8])
+    });
+    nucseg::slide::write_pyramid(
+        &whole,
+        &image,
+        &nucseg::slide::PyramidOptions::pyramidal(Some(0.25)),
+    )
+    .unwrap();
+    let bytes = std::fs::read(&whole).unwrap();
+    std::fs::write(dir.join("half.tif"), &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &dir,
+        "segment_slide",
+        &["half.tif", "--out", "out"],
+        &["half.tif"],
+    );
+    // A shard that does not exist: clap's usage error (exit 2) names the rule.
+    let out = Command::new(example("segment_slide"))
+        .args(["whole.tif", "--shard", "5/3"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("0 <= k < n"));
+}
