@@ -49,6 +49,7 @@ fn pyramidal_tiff_and_bigtiff_round_trip_exactly() {
             layout: TiffLayout::Pyramidal { bigtiff },
             tile_size: 128,
             mpp: Some(0.25),
+            description: None,
         };
         write_pyramid(&path, &image, &options).unwrap();
         let slide = TiffSlide::open(&path).unwrap();
@@ -71,6 +72,29 @@ fn pyramidal_tiff_and_bigtiff_round_trip_exactly() {
         assert_eq!(left_of.get_pixel(0, 0).0, [255, 255, 255]);
         assert_eq!(*left_of.get_pixel(25, 0), *image.get_pixel(5, 10));
     }
+}
+
+#[test]
+fn ome_tiff_gives_its_physical_size_and_a_resolution_tag_its_own() {
+    let dir = common::tmp_dir("slide-ome");
+    let image = gradient(300, 200);
+    let ome = r#"<?xml version="1.0" encoding="UTF-8"?>
+<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0">
+<Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="300" SizeY="200" SizeC="3"
+ SizeZ="1" SizeT="1" PhysicalSizeX="252" PhysicalSizeXUnit="nm" PhysicalSizeY="252"/>
+</Image></OME>"#;
+    let path = dir.join("s.ome.tif");
+    let mut options = PyramidOptions::pyramidal(Some(0.5));
+    options.description = Some(ome.into());
+    write_pyramid(&path, &image, &options).unwrap();
+    let slide = TiffSlide::open(&path).unwrap();
+    // The OME-XML wins over the resolution tags.
+    assert_eq!(slide.format(), "ome-tiff");
+    assert!((slide.mpp().unwrap() - 0.252).abs() < 1e-12);
+    // Without OME-XML, XResolution in pixels per centimetre.
+    let plain = dir.join("plain.tif");
+    write_pyramid(&plain, &image, &PyramidOptions::pyramidal(Some(0.5))).unwrap();
+    assert!((TiffSlide::open(&plain).unwrap().mpp().unwrap() - 0.5).abs() < 1e-6);
 }
 
 #[test]
@@ -392,9 +416,16 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
     let first = run
         .segment_tiles(&segmenter, Shard { index: 0, count: 2 }, |_| {})
         .unwrap();
+    // One finished tile's file broken (cut short): it is done again.
+    let broken = resumed
+        .join(WORK_DIR)
+        .join("tiles")
+        .join(format!("{:07}.bin", plan.tissue_tiles[0]));
+    let bytes = std::fs::read(&broken).unwrap();
+    std::fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
     let rerun = prepare(&resumed, config());
     let rest = rerun.segment_tiles(&segmenter, Shard::ALL, |_| {}).unwrap();
-    assert_eq!(first + rest, plan.tissue_tiles.len());
+    assert_eq!(first + rest, plan.tissue_tiles.len() + 1);
     rerun.stitch(|_| {}).unwrap();
     assert_eq!(geojson_bytes(&resumed), geojson_bytes(&single));
 

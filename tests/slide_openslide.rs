@@ -47,6 +47,7 @@ fn openslide_reads_nucsegs_svs_and_pyramid_as_the_rust_reader_does() {
                 },
                 tile_size: 240,
                 mpp: Some(0.2525),
+                description: None,
             },
             1.0,
         ),

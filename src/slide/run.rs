@@ -438,8 +438,8 @@ impl<'a> SlideRun<'a> {
         ))
     }
 
-    /// Phase 1 for `shard`: segments its tissue tiles that have no file yet, one at a
-    /// time, with `segmenter` (nuclei scored at least the plan's `min_score`), and writes
+    /// Phase 1 for `shard`: segments its tissue tiles that have no readable file yet, one
+    /// at a time, with `segmenter` (nuclei scored at least the plan's `min_score`), and writes
     /// each tile's file. Returns the number of tiles segmented now.
     pub fn segment_tiles<S: InstanceSegmenter + ?Sized>(
         &self,
@@ -461,7 +461,9 @@ impl<'a> SlideRun<'a> {
         let (mut done, mut segmented, mut nuclei) = (0, 0, 0);
         for &index in &mine {
             let path = self.tile_path(index);
-            if !path.exists() {
+            // A file that does not read back (a disk that filled up, a copy cut short) is
+            // segmented again.
+            if !path.exists() || store::read_tile(&path, index).is_err() {
                 let tile = &tiles[index];
                 let start = Instant::now();
                 let image = self.read_working(tile.rect())?;

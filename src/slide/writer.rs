@@ -42,6 +42,9 @@ pub struct PyramidOptions {
     pub tile_size: u32,
     /// Microns per pixel at level 0, written to the description or resolution tags.
     pub mpp: Option<f64>,
+    /// Level 0's ImageDescription in the pyramidal layout (e.g. OME-XML); the Aperio
+    /// layout writes its own.
+    pub description: Option<String>,
 }
 
 impl PyramidOptions {
@@ -51,6 +54,7 @@ impl PyramidOptions {
             layout: TiffLayout::Pyramidal { bigtiff: true },
             tile_size: 256,
             mpp,
+            description: None,
         }
     }
 
@@ -63,6 +67,7 @@ impl PyramidOptions {
             },
             tile_size: 240,
             mpp: Some(mpp),
+            description: None,
         }
     }
 }
@@ -121,6 +126,9 @@ pub fn write_pyramid(
                     e.push(Entry::shorts(296, &[3]));
                 }
                 e.push(Entry::longs(254, &[u32::from(k > 0)]));
+                if let (0, Some(text)) = (k, &options.description) {
+                    e.push(Entry::ascii(270, text));
+                }
                 e
             }
             TiffLayout::AperioSvs { quality, app_mag } => {
