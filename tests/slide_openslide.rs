@@ -82,6 +82,37 @@ fn openslide_reads_nucsegs_svs_and_pyramid_as_the_rust_reader_does() {
             );
         }
     }
+    // Aperio's "JPEG/RGB" tiles: Photometric RGB over JPEG data. libtiff (under OpenSlide)
+    // takes the components as stored, without YCbCr conversion, and so does nucseg.
+    let svs = std::fs::read(dir.join("a.svs")).unwrap();
+    let ycbcr = [0x06, 0x01, 0x03, 0x00, 1, 0, 0, 0, 6, 0, 0, 0];
+    let mut rgb = svs.clone();
+    let mut patched = 0;
+    for at in 0..rgb.len() - ycbcr.len() {
+        if rgb[at..at + ycbcr.len()] == ycbcr {
+            rgb[at + 8] = 2;
+            patched += 1;
+        }
+    }
+    assert_eq!(patched, 2, "one Photometric entry per JPEG level (900 and 225 px wide)");
+    let path = dir.join("rgb.svs");
+    std::fs::write(&path, &rgb).unwrap();
+    let ours = TiffSlide::open(&path).unwrap();
+    let theirs = OpenSlideReader::open(&path).unwrap();
+    let a = ours.read_region(0, 0, 0, 400, 300).unwrap();
+    let b = theirs.read_region(0, 0, 0, 400, 300).unwrap();
+    assert!(
+        mean_abs(&a, &b) <= 1.0,
+        "mean abs difference {}",
+        mean_abs(&a, &b)
+    );
+    // …which is not the image's colours (the components are Y, Cb, Cr).
+    let ycbcr_read = TiffSlide::open(dir.join("a.svs"))
+        .unwrap()
+        .read_region(0, 0, 0, 400, 300)
+        .unwrap();
+    assert!(mean_abs(&a, &ycbcr_read) > 10.0);
+
     // A file the TIFF reader refuses (JPEG 2000 is not written here, so: not a TIFF at
     // all) still gets the TIFF reader's error from open_slide when OpenSlide refuses too.
     let junk = dir.join("junk.svs");

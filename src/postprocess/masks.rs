@@ -246,8 +246,9 @@ pub(crate) fn sanitize(
 
 /// Gives every pixel claimed by several instances to the highest-scored one, as
 /// [`Nuclei::from_instances`](crate::Nuclei::from_instances) does on a whole image, but
-/// working only inside groups of overlapping boxes, so it needs no image-sized buffer (a
-/// slide's nuclei). Instances left without a pixel are dropped; the rest keep their score
+/// working only inside groups, so it needs no image-sized buffer (a
+/// slide's nuclei): groups of instances whose masks overlap (touching nuclei do not form
+/// one) are painted on their own. Instances left without a pixel are dropped; the rest keep their score
 /// and class, with their remaining pixels and tight box. Order: groups by their first
 /// member, within a group by decreasing score.
 pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
@@ -257,8 +258,10 @@ pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
     let mut near = Vec::new();
     for (i, &r) in rects.iter().enumerate() {
         grid.query(r, &mut near);
-        for &j in &near {
-            sets.union(i, j as usize);
+        for &j in near.iter().filter(|&&j| j as usize > i) {
+            if intersection(&items[i].mask, &items[j as usize].mask) > 0 {
+                sets.union(i, j as usize);
+            }
         }
     }
     let mut groups: Vec<Vec<usize>> = Vec::new();

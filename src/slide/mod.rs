@@ -24,7 +24,7 @@ pub use error::SlideError;
 pub use openslide::OpenSlideReader;
 pub use reader::{
     aperio_field, SlideLevel, SlideReader, TiffSlide, CHUNK_CACHE_BYTES, MAX_CHUNK_BYTES,
-    MAX_CHUNK_SIDE, MAX_REGION_PIXELS, PLAUSIBLE_MPP,
+    MAX_CHUNK_SIDE, MAX_REGION_PIXELS, MAX_SLIDE_SIDE, PLAUSIBLE_MPP,
 };
 pub use run::{
     nucleus_uuid, Distribution, Prepared, Shard, SlideConfig, SlidePlan, SlideProgress, SlideRun,

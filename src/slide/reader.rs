@@ -28,6 +28,9 @@ use super::SlideError;
 pub const MAX_CHUNK_SIDE: u32 = 8192;
 /// Largest compressed tile accepted (bytes).
 pub const MAX_CHUNK_BYTES: u64 = 256 << 20;
+/// Largest level-0 side accepted (px): the largest scanned slides are about 200k px wide;
+/// this bounds the thumbnail (8192² at 32×) and the tile list a hostile header can ask for.
+pub const MAX_SLIDE_SIDE: u32 = 1 << 18;
 /// Largest region [`SlideReader::read_region`] returns (pixels): 16384².
 pub const MAX_REGION_PIXELS: u64 = 1 << 28;
 /// Decoded tiles kept for reuse (bytes): neighbouring tiles and the nuclei measured after
@@ -93,6 +96,9 @@ enum Coding {
         tables: Option<Vec<u8>>,
         offsets: Vec<u64>,
         byte_counts: Vec<u64>,
+        /// The TIFF's PhotometricInterpretation: 6 (YCbCr) is converted to RGB, 2 (RGB,
+        /// Aperio's "JPEG/RGB") and 1 (grey) are taken as they are.
+        photometric: u16,
     },
 }
 
@@ -239,6 +245,16 @@ impl TiffSlide {
                 chosen.push((*ifd, d.clone()));
             }
         }
+        if base.width > MAX_SLIDE_SIDE || base.height > MAX_SLIDE_SIDE {
+            return Err(SlideError::Unsupported {
+                path: path.clone(),
+                level: 0,
+                what: format!(
+                    "{}x{} pixels, over the {MAX_SLIDE_SIDE}-pixel side this reader accepts",
+                    base.width, base.height
+                ),
+            });
+        }
         let mut levels = Vec::new();
         for (level, (ifd, d)) in chosen.into_iter().enumerate() {
             levels.push(d.into_level(&path, level, ifd, base.width, base.height)?);
@@ -297,6 +313,7 @@ impl TiffSlide {
                 tables,
                 offsets,
                 byte_counts,
+                photometric,
             } => {
                 let (offset, count) = (offsets[index as usize], byte_counts[index as usize]);
                 if count > MAX_CHUNK_BYTES {
@@ -304,9 +321,17 @@ impl TiffSlide {
                         "{count} compressed bytes, over the limit of {MAX_CHUNK_BYTES}"
                     )));
                 }
-                let mut data = vec![0u8; count as usize];
+                let mut data = Vec::new();
                 {
                     let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+                    // The bytes must be in the file before a buffer is sized for them.
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    if offset.checked_add(count).is_none_or(|end| end > len) {
+                        return Err(tile_error(format!(
+                            "{count} bytes at {offset}, past the end of the {len}-byte file"
+                        )));
+                    }
+                    data.resize(count as usize, 0);
                     f.seek(SeekFrom::Start(offset))
                         .and_then(|_| f.read_exact(&mut data))
                         .map_err(|e| {
@@ -322,27 +347,19 @@ impl TiffSlide {
                     }
                     _ => data,
                 };
-                let decoder = image::codecs::jpeg::JpegDecoder::new(std::io::Cursor::new(stream))
-                    .map_err(|e| tile_error(format!("JPEG: {e}")))?;
-                // The header's size, checked before anything is allocated for the pixels.
-                let (jw, jh) = image::ImageDecoder::dimensions(&decoder);
-                if jw > l.info.chunk_width || jh > l.info.chunk_height {
-                    return Err(tile_error(format!(
-                        "JPEG tile declares {jw}x{jh}, the level's tiles are {}x{}",
-                        l.info.chunk_width, l.info.chunk_height
-                    )));
-                }
-                let decoded = image::DynamicImage::from_decoder(decoder)
-                    .map_err(|e| tile_error(format!("JPEG: {e}")))?
-                    .into_rgb8();
-                let (w, h) = decoded.dimensions();
+                let (w, h, rgb) = decode_jpeg(
+                    stream,
+                    *photometric,
+                    (l.info.chunk_width, l.info.chunk_height),
+                )
+                .map_err(tile_error)?;
                 if w < l.info.chunk_width.min(l.info.width) || h == 0 {
                     return Err(tile_error(format!(
                         "JPEG tile is {w}x{h}, the level's tiles are {}x{}",
                         l.info.chunk_width, l.info.chunk_height
                     )));
                 }
-                Ok((w, h, decoded.into_raw()))
+                Ok((w, h, rgb))
             }
             Coding::Tiff => {
                 let mut d = self.decoders[level]
@@ -601,10 +618,17 @@ impl Directory {
                 if !matches!(self.samples, 1 | 3) {
                     return Err(unsupported(format!("JPEG with {} samples", self.samples)));
                 }
+                if !matches!((self.photometric, self.samples), (6 | 2, 3) | (1, 1)) {
+                    return Err(unsupported(format!(
+                        "JPEG with photometric interpretation {} and {} samples",
+                        self.photometric, self.samples
+                    )));
+                }
                 Coding::Jpeg {
                     tables: self.tables,
                     offsets: self.offsets,
                     byte_counts: self.byte_counts,
+                    photometric: self.photometric,
                 }
             }
             NONE | LZW | DEFLATE | OLD_DEFLATE | PACKBITS => {
@@ -703,4 +727,52 @@ fn ome_physical_size(xml: &str) -> Option<f64> {
         _ => f64::NAN,
     };
     Some(v * scale)
+}
+
+/// Decodes one JPEG tile to RGB the way libtiff does for TIFF: the JPEG's components are
+/// taken without colour conversion, then converted from YCbCr only when the TIFF says
+/// `photometric` 6 (JFIF equations); RGB (2) is used as stored and grey (1) replicated. The
+/// header's size is checked against `max` before the pixels are decoded.
+fn decode_jpeg(
+    stream: Vec<u8>,
+    photometric: u16,
+    max: (u32, u32),
+) -> Result<(u32, u32, Vec<u8>), String> {
+    use zune_core::{bytestream::ZCursor, options::DecoderOptions};
+    let mut decoder = zune_jpeg::JpegDecoder::new(ZCursor::new(stream));
+    decoder
+        .decode_headers()
+        .map_err(|e| format!("JPEG: {e:?}"))?;
+    let (w, h) = decoder.dimensions().ok_or("JPEG: no frame header")?;
+    if w > max.0 as usize || h > max.1 as usize {
+        return Err(format!(
+            "JPEG tile declares {w}x{h}, the level's tiles are {}x{}",
+            max.0, max.1
+        ));
+    }
+    let input = decoder.input_colorspace().ok_or("JPEG: no colour space")?;
+    decoder.set_options(DecoderOptions::default().jpeg_set_out_colorspace(input));
+    let raw = decoder.decode().map_err(|e| format!("JPEG: {e:?}"))?;
+    let channels = input.num_components();
+    if raw.len() < w * h * channels {
+        return Err(format!("JPEG: {} bytes for {w}x{h}x{channels}", raw.len()));
+    }
+    let rgb: Vec<u8> = match (channels, photometric) {
+        (1, _) => raw[..w * h].iter().flat_map(|&g| [g, g, g]).collect(),
+        (3, 6) => raw[..w * h * 3]
+            .chunks_exact(3)
+            .flat_map(|p| {
+                let (y, cb, cr) = (p[0] as f32, p[1] as f32 - 128.0, p[2] as f32 - 128.0);
+                [
+                    y + 1.402 * cr,
+                    y - 0.344_136 * cb - 0.714_136 * cr,
+                    y + 1.772 * cb,
+                ]
+                .map(|v| v.round().clamp(0.0, 255.0) as u8)
+            })
+            .collect(),
+        (3, _) => raw[..w * h * 3].to_vec(),
+        (n, _) => return Err(format!("JPEG with {n} components")),
+    };
+    Ok((w as u32, h as u32, rgb))
 }

@@ -27,7 +27,7 @@ use std::{
 };
 
 use burn::config::Config;
-use image::{imageops, RgbImage};
+use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -129,7 +129,7 @@ impl Shard {
 
     /// Whether the `k`-th tissue tile belongs to this shard.
     pub fn owns(&self, k: usize) -> bool {
-        k % self.count == self.index
+        k % self.count.max(1) == self.index
     }
 }
 
@@ -350,10 +350,12 @@ impl<'a> SlideRun<'a> {
             for f in [SUMMARY_FILE, GEOJSON_FILE, DB_FILE, THUMBNAIL_FILE] {
                 remove_if_present(&out.join(f))?;
             }
-            if let Ok(old) = crate::io::read_json::<SlidePlan>(&plan_path) {
-                if old != plan {
-                    std::fs::remove_dir_all(&work).map_err(|e| SlideError::io(&work, e))?;
+            match crate::io::read_json::<SlidePlan>(&plan_path) {
+                Ok(old) if old == plan => {}
+                _ if work.exists() => {
+                    std::fs::remove_dir_all(&work).map_err(|e| SlideError::io(&work, e))?
                 }
+                _ => {}
             }
         }
         std::fs::create_dir_all(work.join("tiles")).map_err(|e| SlideError::io(&work, e))?;
@@ -371,8 +373,24 @@ impl<'a> SlideRun<'a> {
                 )
                 .into())
             }
-            Err(_) => crate::io::write_json(&plan_path, &plan)
-                .map_err(|e| SlideError::io(&plan_path, e))?,
+            Err(_) => {
+                // Tiles without a readable plan were made under settings nobody can check.
+                let tiles = work.join("tiles");
+                let orphans = std::fs::read_dir(&tiles)
+                    .map_err(|e| SlideError::io(&tiles, e))?
+                    .next()
+                    .is_some();
+                if orphans {
+                    return Err(SlideError::invalid(
+                        &plan_path,
+                        "tile files are here without a readable plan (deleted, or from \
+                         another nucseg version); use --overwrite to start again",
+                    )
+                    .into());
+                }
+                crate::io::write_json(&plan_path, &plan)
+                    .map_err(|e| SlideError::io(&plan_path, e))?
+            }
         }
         Ok(Prepared::Ready(Box::new(SlideRun {
             slide,
@@ -413,6 +431,9 @@ impl<'a> SlideRun<'a> {
     }
 
     /// The working image's pixels under `rect` (`[x0, y0, x1, y1]`, working coordinates).
+    /// Off the level's own scale, working pixel `X` samples the level bilinearly at
+    /// `(X + 0.5)·s − 0.5` (`s` = [`SlidePlan::level_scale`]): one global grid, so
+    /// overlapping tiles and the nuclei measured later see the same pixels.
     pub fn read_working(&self, rect: [u32; 4]) -> Result<RgbImage, SlideError> {
         let (w, h) = (rect[2] - rect[0], rect[3] - rect[1]);
         let s = self.plan.level_scale;
@@ -421,21 +442,42 @@ impl<'a> SlideRun<'a> {
                 .slide
                 .read_region(self.plan.level, rect[0] as i64, rect[1] as i64, w, h);
         }
-        let (lx0, ly0) = ((rect[0] as f64 * s).floor(), (rect[1] as f64 * s).floor());
-        let (lx1, ly1) = ((rect[2] as f64 * s).ceil(), (rect[3] as f64 * s).ceil());
+        let at = |v: u32| (v as f64 + 0.5) * s - 0.5;
+        let (lx0, ly0) = (at(rect[0]).floor() as i64, at(rect[1]).floor() as i64);
+        let (lx1, ly1) = (
+            at(rect[2].saturating_sub(1)).floor() as i64 + 2,
+            at(rect[3].saturating_sub(1)).floor() as i64 + 2,
+        );
         let region = self.slide.read_region(
             self.plan.level,
-            lx0 as i64,
-            ly0 as i64,
-            ((lx1 - lx0) as u32).max(1),
-            ((ly1 - ly0) as u32).max(1),
+            lx0,
+            ly0,
+            (lx1 - lx0).max(1) as u32,
+            (ly1 - ly0).max(1) as u32,
         )?;
-        Ok(imageops::resize(
-            &region,
-            w,
-            h,
-            imageops::FilterType::Triangle,
-        ))
+        let (rw, rh) = (region.width() as i64, region.height() as i64);
+        let px = |x: i64, y: i64| {
+            region
+                .get_pixel(x.clamp(0, rw - 1) as u32, y.clamp(0, rh - 1) as u32)
+                .0
+        };
+        Ok(RgbImage::from_fn(w, h, |x, y| {
+            let (fx, fy) = (at(rect[0] + x), at(rect[1] + y));
+            let (x0, y0) = (fx.floor(), fy.floor());
+            let (tx, ty) = (fx - x0, fy - y0);
+            let (ix, iy) = (x0 as i64 - lx0, y0 as i64 - ly0);
+            let (a, b, c, d) = (
+                px(ix, iy),
+                px(ix + 1, iy),
+                px(ix, iy + 1),
+                px(ix + 1, iy + 1),
+            );
+            image::Rgb(std::array::from_fn(|k| {
+                let top = a[k] as f64 * (1.0 - tx) + b[k] as f64 * tx;
+                let bottom = c[k] as f64 * (1.0 - tx) + d[k] as f64 * tx;
+                (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8
+            }))
+        }))
     }
 
     /// Phase 1 for `shard`: segments its tissue tiles that have no readable file yet, one
@@ -612,10 +654,16 @@ impl<'a> SlideRun<'a> {
                     .map_err(|e| SlideError::io(&geojson_path, e.into()))?;
                 let mut properties = serde_json::to_value(&n.measurements).expect("serializable");
                 properties["type"] = self.config.geojson.class_name.clone().into();
+                // The CSV's centroid counts pixel (x, y) as (x, y); the outline and
+                // TIAToolbox's cx, cy use pixel corners, so its centre is half a pixel on.
+                let half = 0.5 * self.plan.scale;
                 db.insert(
                     &n.key,
                     &n.ring,
-                    [n.measurements.centroid_x, n.measurements.centroid_y],
+                    [
+                        n.measurements.centroid_x + half,
+                        n.measurements.centroid_y + half,
+                    ],
                     &properties,
                 )?;
             }

@@ -20,6 +20,8 @@ const VERSION: u32 = 1;
 /// A tile file may not decode to more than this many mask pixels (a corrupt or hostile
 /// file cannot ask for a huge allocation).
 const MAX_MASK_PIXELS: u64 = 1 << 28;
+/// A tile file decompresses to at most this: the masks' bits and 64 MiB of headers.
+const MAX_FILE_BYTES: u64 = MAX_MASK_PIXELS / 8 + (64 << 20);
 
 /// Writes the detections `found` of tile `index` (tile coordinates), segmented in
 /// `seconds`, atomically at `path`.
@@ -78,7 +80,7 @@ pub fn read_tile(path: &Path, index: usize) -> Result<(Instances, f32), SlideErr
     let compressed = std::fs::read(path).map_err(|e| SlideError::io(path, e))?;
     let mut raw = Vec::new();
     flate2::read::ZlibDecoder::new(&compressed[..])
-        .take(1 << 32)
+        .take(MAX_FILE_BYTES)
         .read_to_end(&mut raw)
         .map_err(|e| SlideError::invalid(path, format!("not a tile file: {e}")))?;
     let bad = |what: &str| SlideError::invalid(path, format!("broken tile file: {what}"));

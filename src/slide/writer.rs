@@ -158,6 +158,15 @@ pub fn write_pyramid(
             file.directory(&mut thumb);
         }
     }
+    if !big && file.data.len() as u64 > u32::MAX as u64 {
+        return Err(SlideError::invalid(
+            path,
+            format!(
+                "{} bytes do not fit classic TIFF's 32-bit offsets; write BigTIFF",
+                file.data.len()
+            ),
+        ));
+    }
     crate::io::write_atomic_bytes(path, &file.data).map_err(|e| SlideError::io(path, e))
 }
 

@@ -153,8 +153,10 @@ impl Stitcher {
     /// `y` after each row, and [`finish`](Self::finish) after the last.
     ///
     /// Detections interact (duplicates, explained cuts, joined pieces) only when their masks
-    /// overlap, so the detections are grouped by overlapping boxes, and a group whose boxes
-    /// all end at or above `y` is final once every later tile lies below `y`. Deciding such a
+    /// overlap, so the detections are grouped by overlapping masks (not boxes: the boxes of
+    /// touching nuclei overlap, and would chain a whole dense region into one group), and a
+    /// group whose boxes all end at or above `y` is final once every later tile lies below
+    /// `y`. Deciding such a
     /// group on its own gives exactly the nuclei `finish` would give it (in another order),
     /// so a slide streamed band by band keeps only the detections of about two rows of tiles.
     pub fn drain_above(&mut self, y: u32) -> Vec<Instance> {
@@ -169,8 +171,14 @@ impl Stitcher {
         let mut near = Vec::new();
         for (i, &r) in rects.iter().enumerate() {
             grid.query(r, &mut near);
-            for &j in &near {
-                sets.union(i, j as usize);
+            for &j in near.iter().filter(|&&j| j as usize > i) {
+                let (a, b) = (
+                    &self.pieces[i].instance.mask,
+                    &self.pieces[j as usize].instance.mask,
+                );
+                if intersection(a, b) > 0 {
+                    sets.union(i, j as usize);
+                }
             }
         }
         let mut bottom = vec![0u32; n];
