@@ -94,7 +94,10 @@ fn openslide_reads_nucsegs_svs_and_pyramid_as_the_rust_reader_does() {
             patched += 1;
         }
     }
-    assert_eq!(patched, 2, "one Photometric entry per JPEG level (900 and 225 px wide)");
+    assert_eq!(
+        patched, 2,
+        "one Photometric entry per JPEG level (900 and 225 px wide)"
+    );
     let path = dir.join("rgb.svs");
     std::fs::write(&path, &rgb).unwrap();
     let ours = TiffSlide::open(&path).unwrap();
