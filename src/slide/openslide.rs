@@ -10,7 +10,7 @@ use std::{
 
 use image::RgbImage;
 
-use super::{SlideError, SlideLevel, SlideReader, MAX_REGION_PIXELS, PLAUSIBLE_MPP};
+use super::{SlideError, SlideLevel, SlideReader, PLAUSIBLE_MPP};
 
 #[repr(C)]
 struct OpenSlideT {
@@ -189,24 +189,7 @@ impl SlideReader for OpenSlideReader {
         width: u32,
         height: u32,
     ) -> Result<RgbImage, SlideError> {
-        let refuse = |reason| SlideError::Region {
-            path: self.path.clone(),
-            level,
-            x,
-            y,
-            width,
-            height,
-            reason,
-        };
-        let Some(l) = self.levels.get(level) else {
-            return Err(refuse("no such level"));
-        };
-        if width == 0 || height == 0 {
-            return Err(refuse("empty region"));
-        }
-        if width as u64 * height as u64 > MAX_REGION_PIXELS {
-            return Err(refuse("over the region budget of 2^28 pixels"));
-        }
+        let l = super::reader::check_region(self, level, x, y, width, height)?;
         let mut argb = vec![0u32; width as usize * height as usize];
         // OpenSlide takes the top-left corner in level-0 coordinates.
         let (x0, y0) = (

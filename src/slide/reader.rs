@@ -71,6 +71,38 @@ pub trait SlideReader: Send + Sync {
     }
 }
 
+/// Checks a [`SlideReader::read_region`] request: an existing level, a non-empty region
+/// within [`MAX_REGION_PIXELS`]; returns the level.
+pub(crate) fn check_region(
+    slide: &(impl SlideReader + ?Sized),
+    level: usize,
+    x: i64,
+    y: i64,
+    width: u32,
+    height: u32,
+) -> Result<&SlideLevel, SlideError> {
+    let refuse = |reason| SlideError::Region {
+        path: slide.path().to_path_buf(),
+        level,
+        x,
+        y,
+        width,
+        height,
+        reason,
+    };
+    let l = slide
+        .levels()
+        .get(level)
+        .ok_or_else(|| refuse("no such level"))?;
+    if width == 0 || height == 0 {
+        return Err(refuse("empty region"));
+    }
+    if width as u64 * height as u64 > MAX_REGION_PIXELS {
+        return Err(refuse("over the region budget of 2^28 pixels"));
+    }
+    Ok(l)
+}
+
 /// One level of a slide's pyramid.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SlideLevel {
@@ -427,24 +459,8 @@ impl SlideReader for TiffSlide {
         width: u32,
         height: u32,
     ) -> Result<RgbImage, SlideError> {
-        let refuse = |reason| SlideError::Region {
-            path: self.path.clone(),
-            level,
-            x,
-            y,
-            width,
-            height,
-            reason,
-        };
-        let Some(l) = self.levels.get(level) else {
-            return Err(refuse("no such level"));
-        };
-        if width == 0 || height == 0 {
-            return Err(refuse("empty region"));
-        }
-        if width as u64 * height as u64 > MAX_REGION_PIXELS {
-            return Err(refuse("over the region budget of 2^28 pixels"));
-        }
+        check_region(self, level, x, y, width, height)?;
+        let l = &self.levels[level];
         let mut out = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
         let (lw, lh) = (l.info.width as i64, l.info.height as i64);
         let (x0, y0) = (x.max(0), y.max(0));
