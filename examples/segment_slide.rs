@@ -181,12 +181,9 @@ fn run(args: Args) -> nucseg::Result<()> {
     if !args.merge {
         let shard = args.shard.unwrap_or(Shard::ALL);
         let missing = run.missing_tiles().len();
-        let bar = progress_bar(
-            plan.tissue_tiles.len().div_ceil(shard.count) as u64,
-            "tiles",
-            true,
-        );
+        let bar = progress_bar(0, "tiles", true);
         let segmented = run.segment_tiles(&pipeline, shard, |p| {
+            bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
             bar.set_message(format!("{} nuclei", p.nuclei));
         })?;

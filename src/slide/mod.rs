@@ -35,7 +35,7 @@ pub use tissue::{thumbnail, TissueConfig, TissueMask};
 pub use writer::{write_pyramid, PyramidOptions, TiffLayout};
 
 /// Opens a slide with the pure-Rust TIFF reader ([`TiffSlide`]); when that fails and the
-/// `openslide` feature is on, with OpenSlide ([`OpenSlideReader`]) instead. The TIFF
+/// `openslide` feature is on, with OpenSlide (`OpenSlideReader`) instead. The TIFF
 /// reader's error is returned when neither reads the file.
 ///
 /// # Errors

@@ -134,21 +134,14 @@ enum Coding {
     },
 }
 
-#[derive(Debug)]
-struct Level {
-    info: SlideLevel,
-    ifd: usize,
-    coding: Coding,
-    across: u32,
-}
-
 /// A TIFF or BigTIFF slide (see the module docs). Safe to share between threads; reads of
 /// one level are serialized.
 #[derive(Debug)]
 pub struct TiffSlide {
     path: PathBuf,
-    levels: Vec<Level>,
-    infos: Vec<SlideLevel>,
+    levels: Vec<SlideLevel>,
+    /// How each level's chunks are decoded.
+    codings: Vec<Coding>,
     mpp: Option<f64>,
     format: &'static str,
     description: String,
@@ -287,23 +280,22 @@ impl TiffSlide {
                 ),
             });
         }
-        let mut levels = Vec::new();
-        for (level, (ifd, d)) in chosen.into_iter().enumerate() {
-            levels.push(d.into_level(&path, level, ifd, base.width, base.height)?);
-        }
         let mpp = pixel_size(&path, &description, &base)?;
-        let mut decoders = Vec::with_capacity(levels.len());
-        for l in &levels {
+        let (mut levels, mut codings, mut decoders) = (Vec::new(), Vec::new(), Vec::new());
+        for (level, (ifd, d)) in chosen.into_iter().enumerate() {
+            let (info, coding) = d.into_level(&path, level, base.width, base.height)?;
+            levels.push(info);
+            codings.push(coding);
             let mut d = Decoder::new(open()?)
                 .map_err(format_error)?
                 .with_limits(limits());
-            d.seek_to_image(l.ifd).map_err(format_error)?;
+            d.seek_to_image(ifd).map_err(format_error)?;
             decoders.push(Mutex::new(d));
         }
         let file = File::open(&path).map_err(|e| SlideError::io(&path, e))?;
         Ok(TiffSlide {
-            infos: levels.iter().map(|l| l.info.clone()).collect(),
             levels,
+            codings,
             mpp,
             format,
             description,
@@ -340,7 +332,7 @@ impl TiffSlide {
             tile: index as u64,
             message,
         };
-        match &l.coding {
+        match &self.codings[level] {
             Coding::Jpeg {
                 tables,
                 offsets,
@@ -379,16 +371,13 @@ impl TiffSlide {
                     }
                     _ => data,
                 };
-                let (w, h, rgb) = decode_jpeg(
-                    stream,
-                    *photometric,
-                    (l.info.chunk_width, l.info.chunk_height),
-                )
-                .map_err(tile_error)?;
-                if w < l.info.chunk_width.min(l.info.width) || h == 0 {
+                let (w, h, rgb) =
+                    decode_jpeg(stream, *photometric, (l.chunk_width, l.chunk_height))
+                        .map_err(tile_error)?;
+                if w < l.chunk_width.min(l.width) || h == 0 {
                     return Err(tile_error(format!(
                         "JPEG tile is {w}x{h}, the level's tiles are {}x{}",
-                        l.info.chunk_width, l.info.chunk_height
+                        l.chunk_width, l.chunk_height
                     )));
                 }
                 Ok((w, h, rgb))
@@ -440,7 +429,7 @@ impl SlideReader for TiffSlide {
     }
 
     fn levels(&self) -> &[SlideLevel] {
-        &self.infos
+        &self.levels
     }
 
     fn mpp(&self) -> Option<f64> {
@@ -459,19 +448,19 @@ impl SlideReader for TiffSlide {
         width: u32,
         height: u32,
     ) -> Result<RgbImage, SlideError> {
-        check_region(self, level, x, y, width, height)?;
-        let l = &self.levels[level];
+        let l = check_region(self, level, x, y, width, height)?;
+        let across = l.width.div_ceil(l.chunk_width) as i64;
         let mut out = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
-        let (lw, lh) = (l.info.width as i64, l.info.height as i64);
+        let (lw, lh) = (l.width as i64, l.height as i64);
         let (x0, y0) = (x.max(0), y.max(0));
         let (x1, y1) = ((x + width as i64).min(lw), (y + height as i64).min(lh));
         if x0 >= x1 || y0 >= y1 {
             return Ok(out);
         }
-        let (cw, ch) = (l.info.chunk_width as i64, l.info.chunk_height as i64);
+        let (cw, ch) = (l.chunk_width as i64, l.chunk_height as i64);
         for ty in (y0 / ch)..=((y1 - 1) / ch) {
             for tx in (x0 / cw)..=((x1 - 1) / cw) {
-                let index = (ty * l.across as i64 + tx) as u32;
+                let index = (ty * across + tx) as u32;
                 let (w, h, data) = self.chunk(level, index)?;
                 let (ox, oy) = (tx * cw, ty * ch);
                 // The part of this chunk inside both the region and the level.
@@ -586,10 +575,9 @@ impl Directory {
         self,
         path: &Path,
         level: usize,
-        ifd: usize,
         base_width: u32,
         base_height: u32,
-    ) -> Result<Level, SlideError> {
+    ) -> Result<(SlideLevel, Coding), SlideError> {
         let unsupported = |what: String| SlideError::Unsupported {
             path: path.to_path_buf(),
             level,
@@ -631,9 +619,6 @@ impl Directory {
                         self.byte_counts.len()
                     )));
                 }
-                if !matches!(self.samples, 1 | 3) {
-                    return Err(unsupported(format!("JPEG with {} samples", self.samples)));
-                }
                 if !matches!((self.photometric, self.samples), (6 | 2, 3) | (1, 1)) {
                     return Err(unsupported(format!(
                         "JPEG with photometric interpretation {} and {} samples",
@@ -674,18 +659,14 @@ impl Directory {
         };
         let downsample =
             (base_width as f64 / self.width as f64 + base_height as f64 / self.height as f64) / 2.0;
-        Ok(Level {
-            info: SlideLevel {
-                width: self.width,
-                height: self.height,
-                downsample,
-                chunk_width: cw,
-                chunk_height: ch,
-            },
-            ifd,
-            coding,
-            across,
-        })
+        let info = SlideLevel {
+            width: self.width,
+            height: self.height,
+            downsample,
+            chunk_width: cw,
+            chunk_height: ch,
+        };
+        Ok((info, coding))
     }
 }
 

@@ -3,7 +3,7 @@
 //! A run has two phases, each restartable:
 //! 1. **Tiles** ([`SlideRun::segment_tiles`]): the slide is seen at the model's pixel size
 //!    (the *working* image: level 0 resampled by [`SlidePlan::scale`], read from the
-//!    coarsest level fine enough), cut by the same [`Tiler`] as an image, and every tile with
+//!    coarsest level fine enough), cut by the same [`Tiler`](crate::postprocess::Tiler) as an image, and every tile with
 //!    tissue is segmented and its detections written to `work/tiles/<index>.bin` (one file
 //!    per tile, atomically). A killed run resumes from the tiles on disk; a shard `k/n` does
 //!    every `n`-th tissue tile from the `k`-th, so shards on a cluster share the work folder.
@@ -41,7 +41,7 @@ use crate::{
     colour::{deconvolve, RUIFROK_HED},
     export::{measure_nucleus, nucleus_feature, outer_contour, GeoJsonConfig, NucleusMeasurements},
     instances::{Instance, InstanceSegmenter, Nucleus},
-    postprocess::{exclusive_masks, Stitcher, Tile, Tiler, TilerConfig},
+    postprocess::{exclusive_masks, Stitcher, Tile, TilerConfig},
 };
 
 /// Settings of a slide run.
@@ -67,7 +67,8 @@ pub struct SlideConfig {
     /// Detections scored below this are dropped in each tile (the pipeline's threshold).
     #[config(default = 0.5)]
     pub min_score: f32,
-    /// Classification name and colour of the GeoJSON features.
+    /// Classification, name prefix and origin of the nuclei (the origin shifts the GeoJSON
+    /// and the database alike).
     #[config(default = "GeoJsonConfig::new()")]
     pub geojson: GeoJsonConfig,
 }
@@ -166,7 +167,8 @@ pub struct SlideRun<'a> {
     plan: SlidePlan,
     tissue: TissueMask,
     thumbnail: RgbImage,
-    tiler: Tiler,
+    /// The working image's tiles (all of them; the plan says which have tissue).
+    tiles: Vec<Tile>,
 }
 
 /// Progress of a run, for a progress bar.
@@ -399,7 +401,7 @@ impl<'a> SlideRun<'a> {
             plan,
             tissue,
             thumbnail,
-            tiler,
+            tiles,
         })))
     }
 
@@ -489,9 +491,7 @@ impl<'a> SlideRun<'a> {
         shard: Shard,
         mut progress: impl FnMut(SlideProgress),
     ) -> crate::Result<usize> {
-        let tiles = self
-            .tiler
-            .tiles(self.plan.working_width, self.plan.working_height);
+        let tiles = &self.tiles;
         let mine: Vec<usize> = self
             .plan
             .tissue_tiles
@@ -550,7 +550,8 @@ impl<'a> SlideRun<'a> {
             )
             .into());
         }
-        let mut stats = Stats::new(&self.thumbnail, self.tissue.downsample);
+        let (w, h) = self.thumbnail.dimensions();
+        let mut stats = Stats::new(w, h, self.tissue.downsample);
         let mut segment_seconds = 0.0f64;
         let geojson_path = self.out.join(GEOJSON_FILE);
         let db_path = self.out.join(DB_FILE);
@@ -595,7 +596,10 @@ impl<'a> SlideRun<'a> {
         }
         written.map_err(|e| SlideError::io(&db_path, e))?;
         let thumbnail_path = self.out.join(THUMBNAIL_FILE);
-        crate::data::write_rgb_png(&thumbnail_path, &stats.picture(&self.tissue))?;
+        crate::data::write_rgb_png(
+            &thumbnail_path,
+            &stats.picture(&self.thumbnail, &self.tissue),
+        )?;
         let summary = self.summary(&stats, segment_seconds, start.elapsed().as_secs_f64());
         let summary_path = self.out.join(SUMMARY_FILE);
         crate::io::write_json(&summary_path, &summary)
@@ -616,9 +620,7 @@ impl<'a> SlideRun<'a> {
         progress: &mut impl FnMut(SlideProgress),
     ) -> crate::Result<()> {
         let geojson_path = self.out.join(GEOJSON_FILE);
-        let tiles = self
-            .tiler
-            .tiles(self.plan.working_width, self.plan.working_height);
+        let tiles = &self.tiles;
         let rows: Vec<&[Tile]> = tiles.chunk_by(|a, b| a.y0 == b.y0).collect();
         let mut has_tissue = vec![false; tiles.len()];
         for &i in &self.plan.tissue_tiles {
@@ -638,7 +640,7 @@ impl<'a> SlideRun<'a> {
             let below = rows.get(r + 1).map_or(u32::MAX, |next| next[0].y0);
             for nucleus in exclusive_masks(stitcher.drain_above(below)) {
                 let n = self.measure(nucleus, stats)?;
-                let name = format!("nucleus-{}", n.measurements.id);
+                let name = format!("{}{}", self.config.geojson.id_prefix, n.measurements.id);
                 let feature = nucleus_feature(
                     &n.ring,
                     &n.key,
@@ -709,11 +711,16 @@ impl<'a> SlideRun<'a> {
             *v *= s;
         }
         stats.add(&r, self.plan.mpp);
+        // Level-0 coordinates, shifted by the GeoJSON origin (the slide's place in a larger
+        // frame; none by default), in both outputs.
+        let [ox, oy] = self.config.geojson.origin;
+        r.centroid_x += ox;
+        r.centroid_y += oy;
         let ring: Vec<[f64; 2]> = outer_contour(m)
             .expect("a nucleus has a pixel")
             .closed_ring([0.0, 0.0])
             .into_iter()
-            .map(|[x, y]| [x * s, y * s])
+            .map(|[x, y]| [x * s + ox, y * s + oy])
             .collect();
         Ok(Measured {
             key: nucleus_uuid(&self.plan.slide, id),
@@ -822,7 +829,6 @@ struct Stats {
     height: u32,
     /// Level-0 pixels per thumbnail pixel.
     cell: f64,
-    thumbnail: RgbImage,
 }
 
 struct Histogram {
@@ -879,18 +885,18 @@ fn distribution(h: &Histogram) -> Option<Distribution> {
 }
 
 impl Stats {
-    fn new(thumbnail: &RgbImage, cell: f64) -> Self {
+    /// Counts for a `width × height` thumbnail of `cell` level-0 pixels per pixel.
+    fn new(width: u32, height: u32, cell: f64) -> Self {
         Stats {
             count: 0,
             // µm² (0.25 µm/px: 1000 µm² is a 16,000-px nucleus) or px²; 0.1-unit bins.
             area: Histogram::new(20_000.0, 200_000),
             eccentricity: Histogram::new(1.0, 1000),
             solidity: Histogram::new(1.0, 1000),
-            density: vec![0; (thumbnail.width() * thumbnail.height()) as usize],
-            width: thumbnail.width(),
-            height: thumbnail.height(),
+            density: vec![0; (width * height) as usize],
+            width,
+            height,
             cell,
-            thumbnail: thumbnail.clone(),
         }
     }
 
@@ -906,10 +912,10 @@ impl Stats {
         self.density[(y * self.width + x) as usize] += 1;
     }
 
-    /// The thumbnail with the tissue outlined in green and the nuclei density as a red
-    /// tint (the densest cell fully red).
-    fn picture(&self, tissue: &TissueMask) -> RgbImage {
-        let mut out = self.thumbnail.clone();
+    /// `thumbnail` with the tissue outlined in green and the nuclei density as a red tint
+    /// (the densest cell fully red).
+    fn picture(&self, thumbnail: &RgbImage, tissue: &TissueMask) -> RgbImage {
+        let mut out = thumbnail.clone();
         let (h, w) = tissue.mask.dim();
         let max = self.density.iter().copied().max().unwrap_or(0).max(1) as f32;
         for y in 0..self.height.min(h as u32) {

@@ -199,11 +199,6 @@ impl Stitcher {
         self.pieces = open;
         decide(done, self.match_iou)
     }
-
-    /// Detections held (added and not yet decided).
-    pub fn pending(&self) -> usize {
-        self.pieces.len()
-    }
 }
 
 /// Steps 1–3 of the module docs on a set of pieces (all of them, or closed groups).
