@@ -118,7 +118,8 @@ fn run(args: Args) -> nucseg::Result<()> {
     let pipeline_config = args.pipeline.config(args.tta);
     let config = SlideConfig::new()
         .with_tiling(pipeline_config.tiling.clone())
-        .with_min_score(pipeline_config.min_score);
+        .with_min_score(pipeline_config.min_score)
+        .with_overlaps(pipeline_config.overlaps.clone());
     let out = args.out.join(&id);
     let device = args.device.device()?;
     let (bundle, normalizer) = args.model.load(&device)?;

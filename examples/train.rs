@@ -26,11 +26,12 @@ use nucseg::{
     burn::module::Module,
     data::{open_dataset, KumarSplit, SampleInfo},
     model::{
-        io::{save_model, save_model_f16},
+        io::{load_imagenet_backbone, save_model, save_model_f16},
         MaskRcnnConfig,
     },
     output::OutputDir,
     pipeline::{Pipeline, Preset},
+    pretrained::load_bundle,
     stain::{fit_classical, NormalizerKind, StainNormalizer},
     train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, TrainingImage},
 };
@@ -56,9 +57,39 @@ struct Args {
     /// Score the final model on this Kumar split and keep its predictions.
     #[arg(long)]
     score_split: Option<KumarSplit>,
+    /// Validate on every annotated image of this folder (another data set, e.g. CPM-15).
+    #[arg(long, conflicts_with_all = ["val_split", "val_fraction"])]
+    val_data: Option<PathBuf>,
     /// Network size: tiny, cpu-small, r50 or paper.
     #[arg(long, default_value = "cpu-small")]
     preset: String,
+    /// Start from these weights (a model bundle: `.safetensors` or `.bpk` with its `.json`)
+    /// instead of a random initialization; the network is theirs (`--preset` is ignored).
+    #[arg(long, conflicts_with_all = ["resume", "backbone_weights"])]
+    init: Option<PathBuf>,
+    /// ImageNet weights of the preset's ResNet (torchvision's, as safetensors) for the
+    /// backbone. Without them (and without --init) a preset whose backbone has frozen batch
+    /// norm trains with group norm instead (32 groups).
+    #[arg(long, conflicts_with = "resume")]
+    backbone_weights: Option<PathBuf>,
+    /// σ of the HED stain jitter.
+    #[arg(long, default_value_t = 0.05)]
+    stain_jitter: f32,
+    /// Zoom range of the crops, "low,high" (e.g. 0.8,1.25; default: no zoom).
+    #[arg(long, value_delimiter = ',')]
+    scale_range: Vec<f32>,
+    /// Probability that a crop reaches past the image onto synthetic glass.
+    #[arg(long, default_value_t = 0.0)]
+    glass_probability: f32,
+    /// σ of the brightness/contrast jitter.
+    #[arg(long, default_value_t = 0.0)]
+    brightness_contrast: f32,
+    /// Probability of a Gaussian blur of σ 0.5–1.5 px.
+    #[arg(long, default_value_t = 0.0)]
+    blur_probability: f32,
+    /// Linear warm-up steps.
+    #[arg(long, default_value_t = 200)]
+    warmup: usize,
     /// Optimizer steps.
     #[arg(long, default_value_t = 3000)]
     steps: usize,
@@ -115,6 +146,13 @@ fn select(args: &Args) -> nucseg::Result<(Vec<SampleInfo>, Vec<SampleInfo>)> {
     let in_split = |s: &SampleInfo, split: Option<KumarSplit>| {
         split.is_none_or(|k| s.split.is_some_and(|x| k.contains(x)))
     };
+    if let Some(folder) = &args.val_data {
+        let train = all
+            .into_iter()
+            .filter(|s| in_split(s, args.split))
+            .collect();
+        return Ok((train, open_dataset(folder)?));
+    }
     Ok(match args.val_split {
         Some(v) => (
             all.iter()
@@ -153,7 +191,23 @@ fn run(args: Args) -> nucseg::Result<()> {
         .with_lr(args.lr)
         .with_lr_steps(args.lr_steps.clone())
         .with_checkpoint_every(args.checkpoint_every)
-        .with_seed(args.seed);
+        .with_seed(args.seed)
+        .with_warmup_steps(args.warmup)
+        .with_stain_jitter(args.stain_jitter)
+        .with_glass_probability(args.glass_probability)
+        .with_brightness_contrast(args.brightness_contrast)
+        .with_blur_probability(args.blur_probability);
+    let config = match args.scale_range[..] {
+        [] => config,
+        [lo, hi] => config.with_scale_range((lo, hi)),
+        _ => {
+            return Err(nucseg::model::ModelError::InvalidConfig(format!(
+                "--scale-range takes two numbers, low,high (got {})",
+                args.scale_range.len()
+            ))
+            .into())
+        }
+    };
     config.check()?; // before any image is read
     let checkpoints = args.out.join("checkpoints");
     let mode = match (args.resume, args.overwrite) {
@@ -166,7 +220,12 @@ fn run(args: Args) -> nucseg::Result<()> {
     MaskRcnnTrainer::check_folder(&checkpoints, mode)?;
     let (train, val) = select(&args)?;
     let normalizer = fit_classical(args.normalize, args.template.as_deref())?;
+    let initial = match &args.init {
+        Some(path) => Some(load_bundle(path, &device)?.model),
+        None => None,
+    };
     let run_data = RunData {
+        init: args.init.as_ref().map(|p| p.display().to_string()),
         images: train.iter().map(|s| s.id.clone()).collect(),
         normalizer: match &normalizer {
             Some(n) => serde_json::to_string(n).expect("plain numbers"),
@@ -191,10 +250,31 @@ fn run(args: Args) -> nucseg::Result<()> {
 
     // The network records the normalization it is trained with; the bundle is checked
     // against it on load.
-    let network =
-        MaskRcnnConfig::preset(&args.preset)?.with_normalizer(Some(args.normalize.to_string()));
+    let network = match &initial {
+        Some(m) => m.config.clone(),
+        None if args.backbone_weights.is_some() => MaskRcnnConfig::preset(&args.preset)?,
+        None => {
+            let (network, changed) = MaskRcnnConfig::preset(&args.preset)?.from_scratch();
+            if changed && !args.resume {
+                println!(
+                    "no pretrained backbone: training from scratch with group norm (32 groups) \
+                     instead of the preset's frozen batch norm"
+                );
+            }
+            network
+        }
+    }
+    .with_normalizer(Some(args.normalize.to_string()));
     let mut trainer =
         MaskRcnnTrainer::start(&network, config, &device, checkpoints, mode, run_data)?;
+    if let Some(initial) = &initial {
+        trainer.init_from(initial)?;
+        println!("starting from {}", args.init.as_ref().unwrap().display());
+    } else if let Some(path) = &args.backbone_weights {
+        let (model, report) = load_imagenet_backbone(trainer.model().valid(), path)?;
+        trainer.init_from(&model)?;
+        println!("backbone from {} ({report})", path.display());
+    }
     // Only now, with the run accepted, replace the normalizer of an earlier one.
     match &normalizer {
         Some(n) => n.save(&normalizer_file)?,
@@ -210,7 +290,10 @@ fn run(args: Args) -> nucseg::Result<()> {
     }
     println!(
         "model {} ({} parameters) on {}",
-        args.preset,
+        match &args.init {
+            Some(path) => format!("of {}", path.display()),
+            None => args.preset.clone(),
+        },
         trainer.model().num_params(),
         args.device
     );

@@ -58,7 +58,9 @@ mod union_find;
 
 pub use burn;
 pub use error::{Error, Result};
-pub use instances::{Instance, InstanceMask, InstanceSegmenter, Instances, Nuclei, Nucleus};
+pub use instances::{
+    Instance, InstanceMask, InstanceSegmenter, Instances, Nuclei, Nucleus, OverlapConfig,
+};
 
 /// The README's code examples, compiled as doctests.
 #[cfg(doctest)]

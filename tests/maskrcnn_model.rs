@@ -391,6 +391,7 @@ fn a_new_run_refuses_an_old_runs_folder_and_resume_checks_the_settings() {
     let run = RunData {
         images: vec!["t".into()],
         normalizer: "none".into(),
+        init: None,
     };
     let tiny = MaskRcnnConfig::tiny();
     let start = |config: MaskRcnnTrainingConfig, mode, run: RunData| {
@@ -481,4 +482,39 @@ fn weights_with_tensors_the_network_does_not_use_are_refused() {
         !text.contains("allow_partial") && !text.contains('\n'),
         "{text}"
     );
+}
+
+#[test]
+fn training_from_scratch_never_keeps_an_identity_batch_norm() {
+    use nucseg::model::backbone::NormKind;
+    let (r50, changed) = MaskRcnnConfig::preset("r50").unwrap().from_scratch();
+    assert!(changed);
+    assert_eq!(r50.backbone.norm, NormKind::GroupNorm { groups: 32 });
+    let small = MaskRcnnConfig::preset("cpu-small").unwrap();
+    let (same, changed) = small.clone().from_scratch();
+    assert!(!changed);
+    assert_eq!(same.backbone.norm, small.backbone.norm);
+}
+
+#[test]
+fn a_run_starts_from_given_weights_only_before_its_first_step() {
+    use nucseg::burn::module::Module;
+    let device = Device::flex();
+    device.seed(4);
+    let start = MaskRcnnConfig::tiny().init(&device).unwrap();
+    device.seed(5);
+    let other = MaskRcnnConfig::tiny().init(&device).unwrap();
+    assert_ne!(params(&start), params(&other));
+    let mut trainer = MaskRcnnTrainer::new(start, quick_config(), &device, None).unwrap();
+    trainer.init_from(&other).unwrap();
+    assert_eq!(params(&trainer.model().valid()), params(&other));
+    // Another network is refused.
+    let bigger = MaskRcnnConfig::tiny()
+        .with_fpn_channels(48)
+        .init(&device)
+        .unwrap();
+    assert!(trainer.init_from(&bigger).is_err());
+    trainer.train_step(&one_image()).unwrap();
+    let err = trainer.init_from(&other).unwrap_err().to_string();
+    assert!(err.contains("before the first step"), "{err}");
 }

@@ -64,6 +64,7 @@ fn train_into(dir: &Path, mut on_step: impl FnMut(usize, u32)) {
     let run = RunData {
         images: vec!["t".into()],
         normalizer: "none".into(),
+        init: None,
     };
     let mut trainer = MaskRcnnTrainer::start(
         &MaskRcnnConfig::tiny(),

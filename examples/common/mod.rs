@@ -160,6 +160,17 @@ pub struct PipelineArgs {
     /// Drop nuclei scored below this.
     #[arg(long, default_value_t = 0.5)]
     pub min_score: f32,
+    /// Drop a nucleus that keeps less than this fraction of its mask once higher-scored
+    /// ones took theirs (mask-level NMS; default: the pipeline's).
+    #[arg(long)]
+    pub min_kept: Option<f32>,
+    /// Keep only each nucleus's largest connected piece: true or false (default: the
+    /// pipeline's).
+    #[arg(long)]
+    pub largest_component: Option<bool>,
+    /// Drop nuclei of fewer pixels (default: the pipeline's).
+    #[arg(long)]
+    pub min_area: Option<u32>,
 }
 
 impl PipelineArgs {
@@ -181,6 +192,13 @@ impl PipelineArgs {
                     .with_stride(self.tile.saturating_sub(self.overlap)),
             )
             .with_min_score(self.min_score)
+            .with_overlaps(nucseg::OverlapConfig {
+                min_kept_fraction: self.min_kept.unwrap_or(defaults.overlaps.min_kept_fraction),
+                largest_component: self
+                    .largest_component
+                    .unwrap_or(defaults.overlaps.largest_component),
+                min_area: self.min_area.unwrap_or(defaults.overlaps.min_area),
+            })
     }
 }
 

@@ -11,6 +11,9 @@ pub struct AjiParts {
     pub intersection: u64,
     /// Σ |G_i ∪ S_j| over pairs, plus the areas of unpaired nuclei and predictions.
     pub union: u64,
+    /// The part of `union` that is predictions paired with no nucleus: what false
+    /// positives and leftover fragments cost (issue 10's first diagnostic).
+    pub unpaired_pred: u64,
 }
 
 impl AjiParts {
@@ -49,10 +52,8 @@ impl AjiParts {
                 None => parts.union += table.true_area[ti],
             }
         }
-        parts.union += (0..table.n_pred())
-            .filter(|&pi| !used[pi])
-            .map(|pi| table.pred_area[pi])
-            .sum::<u64>();
+        parts.unpaired_pred = unused_area(&used, &table.pred_area);
+        parts.union += parts.unpaired_pred;
         parts
     }
 
@@ -79,8 +80,8 @@ impl AjiParts {
             true_used[ti as usize] = true;
             pred_used[pi as usize] = true;
         }
-        parts.union +=
-            unused_area(&true_used, &table.true_area) + unused_area(&pred_used, &table.pred_area);
+        parts.unpaired_pred = unused_area(&pred_used, &table.pred_area);
+        parts.union += unused_area(&true_used, &table.true_area) + parts.unpaired_pred;
         parts
     }
 }

@@ -174,6 +174,7 @@ impl DatasetSummary {
                 .fold(AjiParts::default(), |a, b| AjiParts {
                     intersection: a.intersection + b.intersection,
                     union: a.union + b.union,
+                    unpaired_pred: a.unpaired_pred + b.unpaired_pred,
                 })
         };
         let dice = images.iter().fold(DiceParts::default(), |a, m| DiceParts {

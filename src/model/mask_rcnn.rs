@@ -132,6 +132,19 @@ impl MaskRcnnConfig {
         }
     }
 
+    /// The network to train without pretrained backbone weights: a frozen batch norm
+    /// (fixed statistics, made for ImageNet weights) would stay at the identity and leave
+    /// the backbone unnormalized, so it becomes trainable group norm with 32 groups (Wu &
+    /// He 2018; He, Girshick & Dollár 2019, *Rethinking ImageNet pre-training*, train
+    /// detectors from scratch this way). Other norms are kept. Returns whether it changed.
+    pub fn from_scratch(mut self) -> (Self, bool) {
+        let frozen = self.backbone.norm == crate::model::backbone::NormKind::FrozenBatchNorm;
+        if frozen {
+            self.backbone.norm = crate::model::backbone::NormKind::GroupNorm { groups: 32 };
+        }
+        (self, frozen)
+    }
+
     /// The multiply-accumulates of inference with this network (convolutions and linear
     /// layers; normalization, activations, RoIAlign and NMS left out), for putting a
     /// measured time beside the machine's arithmetic peak.

@@ -19,7 +19,7 @@ pub use preset::{Preset, UnknownPreset};
 
 use crate::{
     data::SampleInfo,
-    instances::{InstanceSegmenter, Instances, Nuclei},
+    instances::{InstanceSegmenter, Instances, Nuclei, OverlapConfig},
     metrics::{EvaluatedImage, Evaluation, ImageMetrics},
     output::OutputDir,
     postprocess::{TiledSegmenter, TilerConfig, TtaConfig, TtaEnsemble},
@@ -47,6 +47,12 @@ pub struct PipelineConfig {
     /// Mask R-CNN computes masks only for the nuclei it keeps without TTA).
     #[config(default = 0.5)]
     pub min_score: f32,
+    /// How overlapping nuclei are made disjoint after stitching
+    /// ([`Nuclei::from_instances_with`]): by default mask-level NMS at 95 %, largest piece,
+    /// 30 px minimum ([`OverlapConfig::cleanup`], chosen on CPM-15: AJI 0.509 → 0.521 /
+    /// PQ 0.434 → 0.477 without TTA, 0.525 → 0.525 / 0.479 → 0.486 with it).
+    #[config(default = "OverlapConfig::cleanup()")]
+    pub overlaps: OverlapConfig,
 }
 
 /// Normalization → segmenter with TTA → tiling. Generic over the segmenter, so it runs
@@ -71,6 +77,15 @@ impl<S: InstanceSegmenter> Pipeline<S> {
                 field: "min_score",
                 value: config.min_score.to_string(),
                 reason: "a score threshold must lie in [0, 1]",
+            }
+            .into());
+        }
+        if !(0.0..=1.0).contains(&config.overlaps.min_kept_fraction) {
+            return Err(crate::postprocess::PostprocessError::InvalidConfig {
+                config: "OverlapConfig",
+                field: "min_kept_fraction",
+                value: config.overlaps.min_kept_fraction.to_string(),
+                reason: "a fraction must lie in [0, 1]",
             }
             .into());
         }
@@ -112,8 +127,9 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         image: &RgbImage,
         progress: impl FnMut(usize, usize),
     ) -> crate::Result<Nuclei> {
-        Ok(Nuclei::from_instances(
+        Ok(Nuclei::from_instances_with(
             &self.instances_with_progress(image, progress)?,
+            &self.config.overlaps,
         ))
     }
 

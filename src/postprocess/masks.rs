@@ -3,7 +3,7 @@
 //!
 //! Rectangles are `[x0, y0, x1, y1]` in pixels with exclusive ends (`x0 <= x < x1`).
 
-use crate::instances::{Instance, InstanceMask, Instances};
+use crate::instances::{Instance, InstanceMask, Instances, OverlapConfig};
 
 use super::PostprocessError;
 
@@ -250,8 +250,10 @@ pub(crate) fn sanitize(
 /// slide's nuclei): groups of instances whose masks overlap (touching nuclei do not form
 /// one) are painted on their own. Instances left without a pixel are dropped; the rest keep their score
 /// and class, with their remaining pixels and tight box. Order: groups by their first
-/// member, within a group by decreasing score.
-pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
+/// member, within a group by decreasing score. `rule` is applied as
+/// [`Nuclei::from_instances_with`](crate::Nuclei::from_instances_with) applies it (its
+/// decisions depend only on the instances a mask overlaps).
+pub fn exclusive_masks(items: Vec<Instance>, rule: &OverlapConfig) -> Vec<Instance> {
     let rects: Vec<Rect> = items.iter().map(|i| mask_rect(&i.mask)).collect();
     let grid = super::grid::SpatialGrid::new(rects.clone());
     let mut sets = crate::union_find::UnionFind::new(items.len());
@@ -277,8 +279,8 @@ pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
     let mut slots: Vec<Option<Instance>> = items.into_iter().map(Some).collect();
     let mut out = Vec::with_capacity(slots.len());
     for group in groups {
-        if let [only] = group[..] {
-            out.push(slots[only].take().expect("one group each"));
+        if let ([only], true) = (&group[..], rule.is_plain()) {
+            out.push(slots[*only].take().expect("one group each"));
             continue;
         }
         let rect = group.iter().map(|&i| rects[i]).fold([0; 4], rect_union);
@@ -295,7 +297,7 @@ pub fn exclusive_masks(items: Vec<Instance>) -> Vec<Instance> {
                 })
                 .collect(),
         };
-        for n in crate::Nuclei::from_instances(&local).items {
+        for n in crate::Nuclei::from_instances_with(&local, rule).items {
             let mask = translate(n.mask, rect[0], rect[1]);
             out.push(Instance {
                 bbox: tight_box_f32(&mask),

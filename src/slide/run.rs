@@ -40,7 +40,7 @@ use super::{
 use crate::{
     colour::{deconvolve, RUIFROK_HED},
     export::{measure_nucleus, nucleus_feature, outer_contour, GeoJsonConfig, NucleusMeasurements},
-    instances::{Instance, InstanceSegmenter, Nucleus},
+    instances::{Instance, InstanceSegmenter, Nucleus, OverlapConfig},
     postprocess::{exclusive_masks, Stitcher, Tile, TilerConfig},
 };
 
@@ -67,6 +67,9 @@ pub struct SlideConfig {
     /// Detections scored below this are dropped in each tile (the pipeline's threshold).
     #[config(default = 0.5)]
     pub min_score: f32,
+    /// How overlapping nuclei are made disjoint (the pipeline's rule).
+    #[config(default = "OverlapConfig::cleanup()")]
+    pub overlaps: OverlapConfig,
     /// Classification, name prefix and origin of the nuclei (the origin shifts the GeoJSON
     /// and the database alike).
     #[config(default = "GeoJsonConfig::new()")]
@@ -105,6 +108,9 @@ pub struct SlidePlan {
     pub tiling: [f64; 3],
     /// The score threshold.
     pub min_score: f32,
+    /// The overlap rule (absent in plans of older versions: the plain one).
+    #[serde(default = "OverlapConfig::new")]
+    pub overlaps: OverlapConfig,
     /// Who segments: the caller's description of the model and its settings.
     pub segmenter: String,
     /// Tiles of the working image in all.
@@ -341,6 +347,7 @@ impl<'a> SlideRun<'a> {
             working_height: wh,
             tiling: [c.tile_size as f64, c.stride as f64, c.match_iou],
             min_score: config.min_score,
+            overlaps: config.overlaps.clone(),
             segmenter: segmenter.into(),
             tiles_total: tiles.len(),
             tissue_tiles,
@@ -638,7 +645,7 @@ impl<'a> SlideRun<'a> {
                 stitcher.add(tile, found)?;
             }
             let below = rows.get(r + 1).map_or(u32::MAX, |next| next[0].y0);
-            for nucleus in exclusive_masks(stitcher.drain_above(below)) {
+            for nucleus in exclusive_masks(stitcher.drain_above(below), &self.plan.overlaps) {
                 let n = self.measure(nucleus, stats)?;
                 let name = format!("{}{}", self.config.geojson.id_prefix, n.measurements.id);
                 let feature = nucleus_feature(

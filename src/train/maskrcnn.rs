@@ -16,7 +16,7 @@ use burn::{
 use image::RgbImage;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use super::augment::{hed_jitter, random_crop};
+use super::augment::{brightness_contrast, hed_jitter, random_blur, scaled_crop, CropSpec};
 use crate::{
     data::LabelMap,
     instances::Instances,
@@ -71,6 +71,22 @@ pub struct MaskRcnnTrainingConfig {
     /// σ of the HED stain jitter (0 disables it).
     #[config(default = 0.05)]
     pub stain_jitter: f32,
+    /// Zoom range of the crops, drawn log-uniformly (`(1, 1)`: none; `(0.8, 1.25)`: nuclei
+    /// 20 % smaller to 25 % larger).
+    #[config(default = "(1.0, 1.0)")]
+    pub scale_range: (f32, f32),
+    /// Probability that a crop may reach past the image onto synthetic glass.
+    #[config(default = 0.0)]
+    pub glass_probability: f32,
+    /// How far such a crop may reach past each edge, as a fraction of its side.
+    #[config(default = 0.5)]
+    pub glass_margin: f32,
+    /// σ of the brightness/contrast jitter ([`brightness_contrast`]; 0 disables it).
+    #[config(default = 0.0)]
+    pub brightness_contrast: f32,
+    /// Probability of a Gaussian blur of σ 0.5–1.5 px.
+    #[config(default = 0.0)]
+    pub blur_probability: f32,
     /// Write a checkpoint every this many steps (0: only at the end).
     #[config(default = 500)]
     pub checkpoint_every: usize,
@@ -121,6 +137,39 @@ impl MaskRcnnTrainingConfig {
                         self.crop_size
                     )
                 }),
+            {
+                let (a, b) = self.scale_range;
+                let ok = a.is_finite() && b.is_finite() && a >= 0.25 && b <= 4.0 && a <= b;
+                (!ok).then(|| format!("scale range ({a}, {b}) must satisfy 0.25 ≤ low ≤ high ≤ 4"))
+            },
+            range(
+                "glass probability",
+                f64::from(self.glass_probability),
+                0.0,
+                1.0,
+                false,
+            ),
+            range(
+                "glass margin",
+                f64::from(self.glass_margin),
+                0.0,
+                1.0,
+                false,
+            ),
+            range(
+                "brightness/contrast jitter",
+                f64::from(self.brightness_contrast),
+                0.0,
+                0.5,
+                false,
+            ),
+            range(
+                "blur probability",
+                f64::from(self.blur_probability),
+                0.0,
+                1.0,
+                false,
+            ),
             (self.batch_size == 0 || self.batch_size > 1024)
                 .then(|| format!("batch size {} must lie in 1..=1024", self.batch_size)),
         ]
@@ -183,6 +232,9 @@ pub struct RunData {
     pub images: Vec<String>,
     /// The stain normalizer they were normalized with (its name and settings), or "none".
     pub normalizer: String,
+    /// The weights the run started from ([`MaskRcnnTrainer::init_from`]), if not random.
+    #[serde(default)]
+    pub init: Option<String>,
 }
 
 /// One annotated training image.
@@ -278,9 +330,10 @@ const LATEST: &str = "latest";
 #[derive(serde::Serialize, serde::Deserialize)]
 struct TrainerState {
     step: usize,
-    /// The settings of the run (absent in checkpoints of older versions).
+    /// The settings of the run (absent in checkpoints of older versions; settings added
+    /// since a checkpoint was written take their defaults, see [`saved_config`]).
     #[serde(default)]
-    config: Option<MaskRcnnTrainingConfig>,
+    config: Option<serde_json::Value>,
     /// Its data (absent in checkpoints of older versions).
     #[serde(default)]
     data: Option<RunData>,
@@ -396,11 +449,11 @@ impl MaskRcnnTrainer {
                 reason: e.to_string(),
             })?;
         if !allow_changes {
-            let mut differences = state
-                .config
-                .as_ref()
-                .map(|saved| config.differences(saved))
-                .unwrap_or_default();
+            let mut differences = match state.config.clone().map(saved_config) {
+                Some(Ok(saved)) => config.differences(&saved),
+                Some(Err(e)) => vec![format!("unreadable saved settings ({e})")],
+                None => Vec::new(),
+            };
             if let (Some(saved), Some(now)) = (&state.data, data) {
                 if saved.images != now.images {
                     differences.push(format!(
@@ -453,6 +506,27 @@ impl MaskRcnnTrainer {
             .init()
     }
 
+    /// Starts from `model`'s weights instead of the random initialization (fine-tuning, or
+    /// a longer schedule continuing a finished model with a new one): only before the
+    /// first step, and `model` must be the network this trainer was built for.
+    pub fn init_from(&mut self, model: &MaskRcnn) -> Result<(), ModelError> {
+        if self.step > 0 {
+            return Err(ModelError::InvalidConfig(format!(
+                "initial weights can only be set before the first step (at step {})",
+                self.step
+            )));
+        }
+        let same = |c: &MaskRcnnConfig| serde_json::to_value(c).ok();
+        if same(&model.config) != same(&self.model.config) {
+            return Err(ModelError::InvalidConfig(
+                "the initial weights are another network than the one configured for training"
+                    .into(),
+            ));
+        }
+        self.model = model.clone().fork(&self.model.device()).train();
+        Ok(())
+    }
+
     /// Steps done so far.
     pub fn step(&self) -> usize {
         self.step
@@ -479,7 +553,15 @@ impl MaskRcnnTrainer {
         let mut targets = Vec::with_capacity(c.batch_size);
         for _ in 0..c.batch_size {
             let item = &data[rng.random_range(0..data.len())];
-            let (mut crop, labels) = random_crop(&item.image, &item.labels, c.crop_size, rng);
+            // Every draw below happens only when its augmentation is on, so a run with the
+            // older settings draws exactly what it drew before they existed.
+            let glass = c.glass_probability > 0.0 && rng.random::<f32>() < c.glass_probability;
+            let spec = CropSpec {
+                size: c.crop_size,
+                scale: c.scale_range,
+                glass_margin: if glass { c.glass_margin } else { 0.0 },
+            };
+            let (mut crop, labels) = scaled_crop(&item.image, &item.labels, spec, rng);
             let mut instances = Instances::from_label_map(&labels);
             if c.flip_rotate {
                 let t = Dihedral::ALL[rng.random_range(0..8)];
@@ -487,6 +569,8 @@ impl MaskRcnnTrainer {
                 instances = t.apply_instances(&instances);
             }
             crop = hed_jitter(&crop, c.stain_jitter, rng);
+            brightness_contrast(&mut crop, c.brightness_contrast, rng);
+            crop = random_blur(crop, c.blur_probability, rng);
             images.push(crop);
             targets.push(TrainingTarget::from_instances(&instances));
         }
@@ -614,7 +698,7 @@ impl MaskRcnnTrainer {
         let state_path = dir.join(STATE_FILE);
         let state = TrainerState {
             step: self.step,
-            config: Some(self.config.clone()),
+            config: serde_json::to_value(&self.config).ok(),
             data: self.data.clone(),
         };
         crate::io::write_json(&state_path, &state).map_err(io(&state_path))?;
@@ -643,6 +727,17 @@ impl MaskRcnnTrainer {
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "none".into())
     }
+}
+
+/// The training settings saved with a checkpoint; settings the saving version did not have
+/// take their defaults, which reproduce what it did (every augmentation added later is off
+/// by default).
+fn saved_config(saved: serde_json::Value) -> Result<MaskRcnnTrainingConfig, serde_json::Error> {
+    let mut merged = serde_json::to_value(MaskRcnnTrainingConfig::new())?;
+    if let (Some(m), serde_json::Value::Object(s)) = (merged.as_object_mut(), saved) {
+        m.extend(s);
+    }
+    serde_json::from_value(merged)
 }
 
 /// The checkpoint entries of a folder: its `latest` pointer and `step-*` folders.
@@ -699,5 +794,23 @@ mod tests {
         assert_eq!(c.lr_at(10), 1e-3);
         assert!((c.lr_at(150) - 1e-4).abs() < 1e-12);
         assert!((c.lr_at(250) - 1e-5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn settings_saved_before_the_augmentations_existed_read_with_them_off() {
+        let mut old = serde_json::to_value(MaskRcnnTrainingConfig::new().with_steps(77)).unwrap();
+        let o = old.as_object_mut().unwrap();
+        for k in [
+            "scale_range",
+            "glass_probability",
+            "glass_margin",
+            "brightness_contrast",
+            "blur_probability",
+        ] {
+            assert!(o.remove(k).is_some(), "{k}");
+        }
+        let read = saved_config(old).unwrap();
+        assert_eq!(read, MaskRcnnTrainingConfig::new().with_steps(77));
+        assert!(saved_config(serde_json::json!({"lr": "fast"})).is_err());
     }
 }

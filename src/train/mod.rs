@@ -6,7 +6,7 @@
 //! | --- | --- | --- |
 //! | `maskrcnn` | [`MaskRcnn`](crate::model::MaskRcnn): SGD, warm-up and step decay, random crops with flips, rotations and stain jitter | [`MaskRcnnTrainer`], [`MaskRcnnTrainingConfig`] |
 //! | `dcgmm` | [`Dcgmm`](crate::stain::Dcgmm): Adam on the mixture's negative log-likelihood (Zanjani et al. 2018) | [`DcgmmTrainer`], [`DcgmmTrainingConfig`] |
-//! | `augment` | random crops and HED stain jitter (Tellez et al. 2018) | [`random_crop`], [`hed_jitter`] |
+//! | `augment` | random crops (zoom, synthetic glass), HED stain jitter (Tellez et al. 2018), brightness/contrast, blur | [`scaled_crop`], [`hed_jitter`], [`brightness_contrast`], [`random_blur`] |
 //!
 //! Both trainers report progress through a callback after each step (a
 //! [`StepReport`] or a [`DcgmmStepReport`]) and draw nothing themselves: a command-line
@@ -16,7 +16,9 @@ mod augment;
 mod dcgmm;
 mod maskrcnn;
 
-pub use augment::{hed_jitter, random_crop};
+pub use augment::{
+    brightness_contrast, hed_jitter, random_blur, random_crop, scaled_crop, CropSpec,
+};
 pub use dcgmm::{
     load_training_images, random_crops, DcgmmStepReport, DcgmmTrainer, DcgmmTrainingConfig,
     DcgmmTrainingReport,

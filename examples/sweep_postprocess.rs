@@ -1,0 +1,143 @@
+//! Chooses the pipeline's clean-up settings on a validation set: segments each annotated
+//! image once (at the lowest score threshold asked for), then scores every combination of
+//! score threshold and overlap rule (`OverlapConfig`) on the kept instances.
+//!
+//! ```text
+//! cargo run --release --example sweep_postprocess -- --data ../shared/data/cpm15 --tta none \
+//!     --min-scores 0.4,0.5,0.6 --kept-fractions 0,0.3,0.5 --largest-components false,true --min-areas 0,16
+//! ```
+//! Exact for images that fit one tile (≤ 1024 px a side: CPM-15, Kumar); on larger ones the
+//! pipeline applies the threshold before stitching, which this does not repeat. Never point
+//! it at the Kumar test images: choosing on them is what the validation set is for.
+//!
+//! Prints one row per combination: means over images of AJI, AJI+, PQ, F1 at IoU 0.5, the
+//! ratio of predicted to true nuclei, and the share of AJI's union that is predicted area
+//! paired with no nucleus (pooled).
+
+mod common;
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::Parser;
+use common::{exit_code, progress_bar};
+use nucseg::{
+    backend::BackendKind,
+    data::open_dataset,
+    metrics::{EvaluatedImage, Evaluation, ImageMetrics},
+    postprocess::TtaSet,
+    InstanceSegmenter, Instances, Nuclei, OverlapConfig,
+};
+
+#[derive(Parser)]
+#[command(about = "Score threshold and overlap-rule sweep on an annotated validation folder")]
+struct Args {
+    /// Annotated folder (MoNuSeg layout, images/ + labels/, or images/ + masks/).
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    model: common::ModelArgs,
+    /// Test-time augmentation: none, paper or d4.
+    #[arg(long, default_value = "paper")]
+    tta: TtaSet,
+    #[command(flatten)]
+    pipeline: common::PipelineArgs,
+    /// Score thresholds to try.
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    min_scores: Vec<f32>,
+    /// Mask-NMS fractions to try (0: off).
+    #[arg(long = "kept-fractions", value_delimiter = ',', default_value = "0")]
+    kept_fractions: Vec<f32>,
+    /// Largest-piece settings to try.
+    #[arg(
+        long = "largest-components",
+        value_delimiter = ',',
+        default_value = "false"
+    )]
+    largest: Vec<bool>,
+    /// Minimum areas to try (px).
+    #[arg(long = "min-areas", value_delimiter = ',', default_value = "0")]
+    min_areas: Vec<u32>,
+    /// Compute device: cpu, wgpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: BackendKind,
+    #[command(flatten)]
+    limits: common::ReadLimits,
+}
+
+fn main() -> ExitCode {
+    exit_code(run(Args::parse()))
+}
+
+fn run(args: Args) -> nucseg::Result<()> {
+    args.limits.apply();
+    let device = args.device.device()?;
+    let (bundle, normalizer) = args.model.load(&device)?;
+    let lowest = args
+        .min_scores
+        .iter()
+        .copied()
+        .fold(f32::INFINITY, f32::min);
+    let mut config = args.pipeline.config(args.tta);
+    config.min_score = if lowest.is_finite() { lowest } else { 0.5 };
+    let pipeline = nucseg::pipeline::Pipeline::new(config, &bundle.model, normalizer)?;
+    let samples = open_dataset(&args.data)?;
+    let bar = progress_bar(samples.len() as u64, "segment", true);
+    let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
+    for info in &samples {
+        let (image, truth) = info.load_annotated("validation")?;
+        found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    println!(
+        "{} images of {}, TTA {}, model {}",
+        samples.len(),
+        args.data.display(),
+        args.tta.name(),
+        bundle.path.display()
+    );
+    println!("| min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &score in &args.min_scores {
+        for &kept in &args.kept_fractions {
+            for &largest in &args.largest {
+                for &area in &args.min_areas {
+                    let rule = OverlapConfig::new()
+                        .with_min_kept_fraction(kept)
+                        .with_largest_component(largest)
+                        .with_min_area(area);
+                    let mut images = Vec::with_capacity(found.len());
+                    let (mut n_pred, mut n_true) = (0usize, 0usize);
+                    for (id, truth, instances) in &found {
+                        let mut kept_items = instances.clone();
+                        kept_items.items.retain(|i| i.score >= score);
+                        let nuclei = Nuclei::from_instances_with(&kept_items, &rule);
+                        let metrics = ImageMetrics::compute(truth, &nuclei.labels)?;
+                        n_pred += metrics.n_pred;
+                        n_true += metrics.n_true;
+                        images.push(EvaluatedImage {
+                            stem: id.clone(),
+                            metrics,
+                            prediction_missing: false,
+                        });
+                    }
+                    let (unpaired, union) = images.iter().fold((0u64, 0u64), |(a, b), i| {
+                        let p = &i.metrics.aji_parts;
+                        (a + p.unpaired_pred, b + p.union)
+                    });
+                    let m = Evaluation::from_images(images).summary.mean;
+                    println!(
+                        "| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} |",
+                        m.aji,
+                        m.aji_plus,
+                        m.pq_pq,
+                        m.f1_iou50_f1,
+                        n_pred as f64 / n_true.max(1) as f64,
+                        unpaired as f64 / union.max(1) as f64
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
