@@ -273,6 +273,16 @@ impl OverlapConfig {
             .with_min_area(30)
     }
 
+    /// Why the rule cannot be used (`min_kept_fraction` outside `[0, 1]`), if so.
+    pub fn problem(&self) -> Option<String> {
+        (!(0.0..=1.0).contains(&self.min_kept_fraction)).then(|| {
+            format!(
+                "min_kept_fraction = {} must lie in [0, 1]",
+                self.min_kept_fraction
+            )
+        })
+    }
+
     /// Whether it can change anything beyond painting by score.
     pub fn is_plain(&self) -> bool {
         self.min_kept_fraction <= 0.0 && !self.largest_component && self.min_area == 0
@@ -616,6 +626,9 @@ mod tests {
         assert_eq!(plain.labels, inst.to_label_map());
         assert_eq!(plain.items.len(), 3);
         assert!(OverlapConfig::new().is_plain());
+        assert!(OverlapConfig::cleanup().problem().is_none());
+        let bad = OverlapConfig::new().with_min_kept_fraction(1.5).problem();
+        assert!(bad.is_some_and(|m| m.contains("1.5")));
     }
 
     #[test]

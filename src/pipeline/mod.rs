@@ -80,7 +80,7 @@ impl<S: InstanceSegmenter> Pipeline<S> {
             }
             .into());
         }
-        if !(0.0..=1.0).contains(&config.overlaps.min_kept_fraction) {
+        if config.overlaps.problem().is_some() {
             return Err(crate::postprocess::PostprocessError::InvalidConfig {
                 config: "OverlapConfig",
                 field: "min_kept_fraction",

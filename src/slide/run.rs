@@ -262,6 +262,9 @@ impl<'a> SlideRun<'a> {
         overwrite: bool,
     ) -> crate::Result<Prepared<'a>> {
         let path = slide.path().to_path_buf();
+        if let Some(problem) = config.overlaps.problem() {
+            return Err(SlideError::invalid(out, format!("overlap rule: {problem}")).into());
+        }
         let summary_path = out.join(SUMMARY_FILE);
         let name = path
             .file_name()
