@@ -16,7 +16,7 @@ use super::{
         BoxHead, BoxHeadConfig, MaskHead, MaskHeadConfig, RoiHeadsConfig, RoiSamples, Rpn,
         RpnConfig, RpnHead,
     },
-    ops::{paste_mask, BoxXyxy, RoiAlign, RoiAlignConfig},
+    ops::{paste_mask, BoxXyxy, HostPyramid, RoiAlign, RoiAlignConfig},
     target::TrainingTarget,
     ModelError,
 };
@@ -523,7 +523,9 @@ impl MaskRcnn {
             .iter()
             .map(|ps| ps.iter().map(|p| p.0).collect())
             .collect();
-        let pooled = self.box_roi_align.forward(levels, &rois);
+        // Inference needs no gradient: RoIAlign runs on the host, on channels-last copies.
+        let pyramid = HostPyramid::read(levels);
+        let pooled = self.box_roi_align.forward_host(&pyramid, &rois);
         let proposal_count = rois.iter().map(Vec::len).sum();
         lap(InferenceStage::BoxRoiAlign, proposal_count);
         let (logits, deltas) = self.box_head.forward(pooled);
@@ -558,7 +560,7 @@ impl MaskRcnn {
             for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
                 let mut per_image = vec![Vec::new(); images.len()];
                 per_image[b] = chunk.iter().map(|d| d.bbox).collect();
-                let pooled = self.mask_roi_align.forward(levels, &per_image);
+                let pooled = self.mask_roi_align.forward_host(&pyramid, &per_image);
                 lap(InferenceStage::MaskRoiAlign, chunk.len());
                 let logits = self.mask_head.forward_batched(pooled);
                 let probs = sigmoid(logits).try_into_vec_as::<f32>().expect("readable");

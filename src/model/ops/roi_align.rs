@@ -346,6 +346,155 @@ impl RoiAlign {
     }
 }
 
+/// Feature maps read to the host once, channels last, for [`RoiAlign::forward_host`]: the
+/// inference form of RoIAlign, where no gradient is needed. Reading the pyramid costs one
+/// copy of P2–P5; after it every box is a few vectorized multiply-adds over its channels
+/// instead of a gather and two tiny matrix products per box and channel on the device.
+#[derive(Debug, Clone)]
+pub struct HostPyramid {
+    /// `[N, H, W, C]` per level, finest first.
+    levels: Vec<HostLevel>,
+    device: burn::tensor::Device,
+}
+
+#[derive(Debug, Clone)]
+struct HostLevel {
+    dims: [usize; 4],
+    data: Vec<f32>,
+}
+
+impl HostPyramid {
+    /// Reads `features` (`[N, C, H_l, W_l]` per level, finest first) to the host.
+    pub fn read(features: &[Tensor<4>]) -> Self {
+        let device = features
+            .first()
+            .map(|f| f.device())
+            .unwrap_or_else(burn::tensor::Device::flex);
+        let levels = features
+            .iter()
+            .map(|f| {
+                let [n, c, h, w] = f.dims();
+                let data = f
+                    .clone()
+                    .permute([0, 2, 3, 1])
+                    .try_into_vec_as::<f32>()
+                    .expect("feature maps are readable");
+                HostLevel {
+                    dims: [n, h, w, c],
+                    data,
+                }
+            })
+            .collect();
+        HostPyramid { levels, device }
+    }
+
+    /// Number of levels read.
+    pub fn len(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Whether no level was read.
+    pub fn is_empty(&self) -> bool {
+        self.levels.is_empty()
+    }
+}
+
+impl RoiAlign {
+    /// Multi-scale RoIAlign on the host, for inference: the same values as
+    /// [`forward`](Self::forward) (up to float summation order), computed box by box in
+    /// parallel, with no gradient.
+    ///
+    /// # Shapes
+    /// `pyramid` holds levels `min_level..=max_level` (more are ignored), `boxes[b]` are image
+    /// `b`'s boxes. Returns `[K, C, out_h, out_w]` in the order of the boxes, on the device
+    /// the pyramid was read from.
+    pub fn forward_host(&self, pyramid: &HostPyramid, boxes: &[Vec<BoxXyxy>]) -> Tensor<4> {
+        use rayon::prelude::*;
+        let cfg = &self.config;
+        let n_levels = cfg.max_level - cfg.min_level + 1;
+        assert!(
+            pyramid.levels.len() >= n_levels,
+            "need {n_levels} pyramid levels, got {}",
+            pyramid.levels.len()
+        );
+        let [n, _, _, ch] = pyramid.levels[0].dims;
+        assert_eq!(boxes.len(), n, "one box list per image");
+        let [ph, pw] = cfg.output_size;
+        let flat: Vec<(usize, BoxXyxy)> = boxes
+            .iter()
+            .enumerate()
+            .flat_map(|(b, bs)| bs.iter().map(move |bx| (b, *bx)))
+            .collect();
+        let per_box = ch * ph * pw;
+        let mut out = vec![0.0f32; flat.len() * per_box];
+        out.par_chunks_mut(per_box.max(1))
+            .zip(flat.par_iter())
+            .for_each_init(Vec::new, |scratch, (dst, &(b, bx))| {
+                let l = self.level_of(&bx) - cfg.min_level;
+                let level = &pyramid.levels[l];
+                let scale = 1.0 / (1usize << (cfg.min_level + l)) as f32;
+                align_box_channels_last(level, b, &bx, scale, cfg, scratch, dst);
+            });
+        Tensor::<4>::from_data(
+            TensorData::new(out, [flat.len(), ch, ph, pw]),
+            &pyramid.device,
+        )
+    }
+}
+
+/// RoIAlign of one box on image `b` of a channels-last level, written `[C, ph, pw]` into
+/// `dst`: first along x for every row the box's y taps touch (`scratch`, `[rows, pw, C]`),
+/// then along y.
+fn align_box_channels_last(
+    level: &HostLevel,
+    b: usize,
+    bx: &BoxXyxy,
+    scale: f32,
+    cfg: &RoiAlignConfig,
+    scratch: &mut Vec<f32>,
+    dst: &mut [f32],
+) {
+    let [_, h, w, ch] = level.dims;
+    let [ph, pw] = cfg.output_size;
+    let (xs, ys) = sample_coords(bx, scale, cfg);
+    let (ay, ax) = (axis_weights(&ys, h, ph), axis_weights(&xs, w, pw));
+    let image = &level.data[b * h * w * ch..(b + 1) * h * w * ch];
+    let rows = ay.len;
+    scratch.clear();
+    scratch.resize(rows * pw * ch, 0.0);
+    if !ay.taps.is_empty() {
+        for r in 0..rows {
+            let y = ay.origin + r;
+            if y >= h {
+                break;
+            }
+            for &(q, x, vx) in &ax.taps {
+                let src = &image[(y * w + x) * ch..(y * w + x + 1) * ch];
+                let acc = &mut scratch[(r * pw + q) * ch..(r * pw + q + 1) * ch];
+                for (a, s) in acc.iter_mut().zip(src) {
+                    *a += vx * s;
+                }
+            }
+        }
+    }
+    let mut cl = vec![0.0f32; ph * pw * ch];
+    for &(p, y, vy) in &ay.taps {
+        let r = y - ay.origin;
+        for q in 0..pw {
+            let src = &scratch[(r * pw + q) * ch..(r * pw + q + 1) * ch];
+            let acc = &mut cl[(p * pw + q) * ch..(p * pw + q + 1) * ch];
+            for (a, s) in acc.iter_mut().zip(src) {
+                *a += vy * s;
+            }
+        }
+    }
+    for (pq, v) in cl.chunks_exact(ch).enumerate() {
+        for (c, &x) in v.iter().enumerate() {
+            dst[c * ph * pw + pq] = x;
+        }
+    }
+}
+
 /// torchvision's bilinear taps along one axis for a sample at `coord` on a map of `size`
 /// pixels: `None` beyond one pixel outside the map (the sample reads 0), else the two
 /// neighbouring pixels with their weights (coordinates in `(-1, 0)` clamp to 0, the last
@@ -478,6 +627,21 @@ mod tests {
             let out = op.forward_level(feat.clone(), &boxes, 0.25);
             assert_eq!(out.dims(), [6, c, 5, 4]);
             let got = out.try_into_vec_as::<f32>().unwrap();
+            // The host form on the same map (read as P2 of a one-level pyramid).
+            let one_level = RoiAlignConfig::new()
+                .with_output_size([5, 4])
+                .with_aligned(aligned)
+                .with_max_level(2)
+                .init()
+                .unwrap();
+            let on_host = one_level
+                .forward_host(&HostPyramid::read(&[feat.clone()]), &boxes)
+                .try_into_vec_as::<f32>()
+                .unwrap();
+            assert_eq!(on_host.len(), got.len());
+            for (x, y) in on_host.iter().zip(&got) {
+                assert!((x - y).abs() < 1e-5, "aligned={aligned}: host {x} vs {y}");
+            }
             let mut k = 0;
             for (b, bs) in boxes.iter().enumerate() {
                 for bx in bs {
@@ -632,6 +796,18 @@ mod tests {
         );
         assert_eq!(a.len(), 80 * 3 * 196);
         for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-5, "{x} vs {y}");
+        }
+        // The inference form on the host gives the same values, box by box.
+        let host = RoiAlignConfig::new()
+            .with_output_size([14, 14])
+            .init()
+            .unwrap()
+            .forward_host(&HostPyramid::read(&levels), &boxes);
+        assert_eq!(host.dims(), [80, 3, 14, 14]);
+        let host = host.try_into_vec_as::<f32>().unwrap();
+        assert_eq!(host.len(), a.len());
+        for (x, y) in host.iter().zip(&a) {
             assert!((x - y).abs() < 1e-5, "{x} vs {y}");
         }
     }
