@@ -10,6 +10,7 @@ mod matcher;
 mod paste;
 mod roi_align;
 mod sampler;
+mod winograd;
 
 pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
 pub use box_coder::{BoxCoder, BBOX_XFORM_CLIP};
@@ -22,3 +23,4 @@ pub use matcher::{Match, Matcher};
 pub use paste::paste_mask;
 pub use roi_align::{roi_align_plane, HostPyramid, RoiAlign, RoiAlignConfig, RoiAlignMethod};
 pub use sampler::BalancedSampler;
+pub use winograd::{conv3x3_winograd, winograd_filter};
