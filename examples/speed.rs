@@ -45,6 +45,15 @@ struct Args {
     /// this many detections (the count the peer printed, so both mask the same number).
     #[arg(long)]
     r50_detections: Option<usize>,
+    /// Also time this many training steps (median reported, after one untimed step) of the
+    /// torchvision training peer's network (shared/peers/torchvision_maskrcnn_train_cpu.py):
+    /// ResNet-18-FPN with frozen batch norm, random weights, two random 256² crops of the
+    /// first eight images of `--train-data`, SGD; no augmentation.
+    #[arg(long)]
+    train_steps: Option<usize>,
+    /// Annotated images of the training-step timing (MoNuSeg layout).
+    #[arg(long, default_value = "../shared/data/monuseg-kumar")]
+    train_data: PathBuf,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -250,7 +259,12 @@ fn run(args: Args) -> nucseg::Result<()> {
         );
     }
 
-    // 5. The pipeline end to end, as `segment` runs it (normalization, tiles, TTA, stitching).
+    // 5. The torchvision training peer's network, one SGD step at a time.
+    if let Some(steps) = args.train_steps {
+        train_steps(&args.train_data, steps, &device)?;
+    }
+
+    // 6. The pipeline end to end, as `segment` runs it (normalization, tiles, TTA, stitching).
     println!(
         "\n## Pipeline end to end ({}-px tiles, {}-px overlap, scores ≥ {})\n\
          | TTA | s | nuclei | peak RSS (MB) |\n| --- | --- | --- | --- |",
@@ -264,5 +278,56 @@ fn run(args: Args) -> nucseg::Result<()> {
         let rss = peak_memory_bytes().map_or("?".into(), |b| format!("{:.0}", b as f64 / 1e6));
         println!("| {} | {secs:.2} | {} | {rss} |", set.name(), nuclei.len());
     }
+    Ok(())
+}
+
+/// Median seconds per training step of the peer's ResNet-18-FPN Mask R-CNN (frozen batch
+/// norm as torchvision ships it, 256-channel pyramid, its RoI sampling) on two random 256²
+/// crops per step, SGD with momentum; the first step is not timed.
+fn train_steps(
+    data: &std::path::Path,
+    steps: usize,
+    device: &nucseg::burn::tensor::Device,
+) -> nucseg::Result<()> {
+    use nucseg::{
+        data::open_dataset,
+        model::backbone::ResNetConfig,
+        train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage},
+    };
+    let mut samples = open_dataset(data)?;
+    samples.sort_by(|a, b| a.id.cmp(&b.id));
+    samples.truncate(8);
+    let images = TrainingImage::load_all(&samples, None)?;
+    device.seed(0);
+    let network = MaskRcnnConfig::new().with_backbone(ResNetConfig::new(18));
+    let config = MaskRcnnTrainingConfig::new()
+        .with_steps(steps + 1)
+        .with_batch_size(2)
+        .with_crop_size(256)
+        .with_flip_rotate(false)
+        .with_stain_jitter(0.0)
+        .with_warmup_steps(0)
+        .with_grad_clip_norm(None)
+        .with_checkpoint_every(0);
+    let mut trainer = MaskRcnnTrainer::new(network.init(device)?, config, device, None)?;
+    let mut times = Vec::with_capacity(steps);
+    let mut last = 0.0;
+    for step in 0..=steps {
+        let report = trainer.train_step(&images)?;
+        last = report.total;
+        if step > 0 {
+            times.push(report.seconds);
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "\n## Training step, the torchvision peer's ResNet-18-FPN (frozen batch norm, random \
+         weights), 2 × 256² crops of {} images\nmedian of {steps}: {median:.3} s per step \
+         (min {:.3}, max {:.3}; last loss {last:.3})",
+        images.len(),
+        times.first().copied().unwrap_or(f64::NAN),
+        times.last().copied().unwrap_or(f64::NAN),
+    );
     Ok(())
 }

@@ -1,6 +1,8 @@
 //! Chooses the pipeline's clean-up settings on a validation set: segments each annotated
 //! image once (at the lowest score threshold asked for), then scores every combination of
-//! score threshold and overlap rule (`OverlapConfig`) on the kept instances.
+//! score threshold and overlap rule (`OverlapConfig`) on the kept instances. With
+//! `--box-nms` and `--proposals` it does so for each of those model settings (one
+//! segmentation of the folder each).
 //!
 //! ```text
 //! cargo run --release --example sweep_postprocess -- --data ../shared/data/cpm15 --tta none \
@@ -57,6 +59,14 @@ struct Args {
     /// Minimum areas to try (px).
     #[arg(long = "min-areas", value_delimiter = ',', default_value = "0")]
     min_areas: Vec<u32>,
+    /// Box-head NMS IoU thresholds to try (each segments the folder again; default: the
+    /// model's).
+    #[arg(long = "box-nms", value_delimiter = ',')]
+    box_nms: Vec<f32>,
+    /// RPN proposals kept after NMS per 512² of input at test time to try (the pre-NMS
+    /// top-k scales with it; each segments the folder again; default: the model's).
+    #[arg(long = "proposals", value_delimiter = ',')]
+    proposals: Vec<usize>,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -71,7 +81,7 @@ fn main() -> ExitCode {
 fn run(args: Args) -> nucseg::Result<()> {
     args.limits.apply();
     let device = args.device.device()?;
-    let (bundle, normalizer) = args.model.load(&device)?;
+    let (bundle, _) = args.model.load(&device)?;
     let lowest = args
         .min_scores
         .iter()
@@ -79,16 +89,18 @@ fn run(args: Args) -> nucseg::Result<()> {
         .fold(f32::INFINITY, f32::min);
     let mut config = args.pipeline.config(args.tta);
     config.min_score = if lowest.is_finite() { lowest } else { 0.5 };
-    let pipeline = nucseg::pipeline::Pipeline::new(config, &bundle.model, normalizer)?;
     let samples = open_dataset(&args.data)?;
-    let bar = progress_bar(samples.len() as u64, "segment", true);
-    let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
-    for info in &samples {
-        let (image, truth) = info.load_annotated("validation")?;
-        found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
-        bar.inc(1);
-    }
-    bar.finish_and_clear();
+    let base = &bundle.model;
+    let nms_values = if args.box_nms.is_empty() {
+        vec![base.config.roi_heads.nms_thresh]
+    } else {
+        args.box_nms.clone()
+    };
+    let proposal_values = if args.proposals.is_empty() {
+        vec![base.rpn.config.post_nms_top_n_test]
+    } else {
+        args.proposals.clone()
+    };
     println!(
         "{} images of {}, TTA {}, model {}",
         samples.len(),
@@ -96,8 +108,41 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.tta.name(),
         bundle.path.display()
     );
-    println!("| min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for &nms in &nms_values {
+        for &proposals in &proposal_values {
+            let mut model = base.clone();
+            model.config.roi_heads.nms_thresh = nms;
+            let rpn = &mut model.rpn.config;
+            // The pre-NMS top-k keeps its ratio to the post-NMS count.
+            rpn.pre_nms_top_n_test =
+                rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
+            rpn.post_nms_top_n_test = proposals;
+            // The normalizer is not shareable: each pipeline loads its own.
+            let (_, normalizer) = args.model.load(&device)?;
+            let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
+            let bar = progress_bar(samples.len() as u64, "segment", true);
+            let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
+            for info in &samples {
+                let (image, truth) = info.load_annotated("validation")?;
+                found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
+                bar.inc(1);
+            }
+            bar.finish_and_clear();
+            score_rules(&args, &found, &format!("| {nms} | {proposals} "))?;
+        }
+    }
+    Ok(())
+}
+
+/// Scores every combination of score threshold and overlap rule on segmented images,
+/// one table row each, starting with `prefix` (the model settings' cells).
+fn score_rules(
+    args: &Args,
+    found: &[(String, nucseg::data::LabelMap, Instances)],
+    prefix: &str,
+) -> nucseg::Result<()> {
     for &score in &args.min_scores {
         for &kept in &args.kept_fractions {
             for &largest in &args.largest {
@@ -108,7 +153,7 @@ fn run(args: Args) -> nucseg::Result<()> {
                         .with_min_area(area);
                     let mut images = Vec::with_capacity(found.len());
                     let (mut n_pred, mut n_true) = (0usize, 0usize);
-                    for (id, truth, instances) in &found {
+                    for (id, truth, instances) in found {
                         let mut kept_items = instances.clone();
                         kept_items.items.retain(|i| i.score >= score);
                         let nuclei = Nuclei::from_instances_with(&kept_items, &rule);
@@ -127,7 +172,7 @@ fn run(args: Args) -> nucseg::Result<()> {
                     });
                     let m = Evaluation::from_images(images).summary.mean;
                     println!(
-                        "| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} |",
+                        "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} |",
                         m.aji,
                         m.aji_plus,
                         m.pq_pq,

@@ -13,11 +13,33 @@
 //!   stroma).
 //!
 //! A zero intensity (saturated black) is read as 1 so that every density is finite.
+//!
+//! Also here: [`bilinear_rgb`], the one bilinear blend of 8-bit pixels that resampling
+//! shares (a slide read off its level's scale, the zoom augmentation of training crops).
 
 use std::sync::OnceLock;
 
 use image::RgbImage;
 use ndarray::Array2;
+
+/// Bilinear blend of four neighbouring RGB pixels, `a` at `(x0, y0)`, `b` at `(x0 + 1, y0)`,
+/// `c` at `(x0, y0 + 1)`, `d` at `(x0 + 1, y0 + 1)`, at fractional offsets `tx, ty ∈ [0, 1)`:
+/// `(a(1 − tx) + b·tx)(1 − ty) + (c(1 − tx) + d·tx)·ty` per channel, rounded.
+#[inline]
+pub fn bilinear_rgb(
+    a: [u8; 3],
+    b: [u8; 3],
+    c: [u8; 3],
+    d: [u8; 3],
+    tx: f64,
+    ty: f64,
+) -> image::Rgb<u8> {
+    image::Rgb(std::array::from_fn(|k| {
+        let top = a[k] as f64 * (1.0 - tx) + b[k] as f64 * tx;
+        let bottom = c[k] as f64 * (1.0 - tx) + d[k] as f64 * tx;
+        (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8
+    }))
+}
 
 /// Ruifrok & Johnston's H&E-DAB stain vectors (rows: haematoxylin, eosin, DAB), the
 /// matrix `rgb_from_hed` of scikit-image.

@@ -484,11 +484,7 @@ impl<'a> SlideRun<'a> {
                 px(ix, iy + 1),
                 px(ix + 1, iy + 1),
             );
-            image::Rgb(std::array::from_fn(|k| {
-                let top = a[k] as f64 * (1.0 - tx) + b[k] as f64 * tx;
-                let bottom = c[k] as f64 * (1.0 - tx) + d[k] as f64 * tx;
-                (top * (1.0 - ty) + bottom * ty).round().clamp(0.0, 255.0) as u8
-            }))
+            crate::colour::bilinear_rgb(a, b, c, d, tx, ty)
         }))
     }
 

@@ -122,17 +122,15 @@ fn bilinear(image: &RgbImage, x: f32, y: f32) -> image::Rgb<u8> {
     let y = y.clamp(0.0, (h - 1) as f32);
     let (xa, ya) = (x.floor() as u32, y.floor() as u32);
     let (xb, yb) = ((xa + 1).min(w - 1), (ya + 1).min(h - 1));
-    let (fx, fy) = (x - xa as f32, y - ya as f32);
-    if fx == 0.0 && fy == 0.0 {
-        return *image.get_pixel(xa, ya);
-    }
-    let px = |x, y| image.get_pixel(x, y).0.map(f32::from);
-    let (a, b, c, d) = (px(xa, ya), px(xb, ya), px(xa, yb), px(xb, yb));
-    image::Rgb(std::array::from_fn(|k| {
-        let top = a[k] + (b[k] - a[k]) * fx;
-        let bottom = c[k] + (d[k] - c[k]) * fx;
-        (top + (bottom - top) * fy).round().clamp(0.0, 255.0) as u8
-    }))
+    let px = |x, y| image.get_pixel(x, y).0;
+    crate::colour::bilinear_rgb(
+        px(xa, ya),
+        px(xb, ya),
+        px(xa, yb),
+        px(xb, yb),
+        f64::from(x - xa as f32),
+        f64::from(y - ya as f32),
+    )
 }
 
 /// Brightness and contrast jitter: `I' = (I − 128)·c + 128 + b` with `c ~ U(1 − σ, 1 + σ)`

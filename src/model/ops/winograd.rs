@@ -79,11 +79,16 @@ fn input_tile(d: &[&[f32]; 16], t: &mut [f32], v: &mut [f32], c: usize) {
     }
 }
 
+/// Tiles per batched product of [`conv3x3_winograd`] (whole rows of tiles, at least one):
+/// 392 = 8 mask-head regions of 7×7 tiles, where the buffers (6.4 MB at 128 channels)
+/// still fit the caches well; 16 regions were 2× slower per region on the project's machine.
+pub const WINOGRAD_TILES: usize = 392;
+
 /// 3×3 convolution, stride 1, zero padding 1, of a channels-last batch held on the host,
 /// with filters transformed by [`winograd_filter`]; `relu` applies max(0, ·) to the
 /// result. The tile transforms run on the host, vectorized over channels and in parallel
 /// over tiles; the 16 products over channels run as one batched matrix product on the
-/// filter's device.
+/// filter's device per [`WINOGRAD_TILES`] tiles.
 ///
 /// # Shapes
 /// `x: [K, H, W, C]` row-major (`K` images or regions), `filter: [16, C, O]`, `bias: [O]`
@@ -95,22 +100,71 @@ pub fn conv3x3_winograd(
     bias: Option<&[f32]>,
     relu: bool,
 ) -> Vec<f32> {
-    use rayon::prelude::*;
     let [_, fc, o] = filter.dims();
     assert_eq!(fc, c, "filter has {fc} input channels, the input {c}");
-    assert_eq!(x.len(), k * h * w * c, "input of [K, H, W, C] = [{k}, {h}, {w}, {c}]");
+    assert_eq!(
+        x.len(),
+        k * h * w * c,
+        "input of [K, H, W, C] = [{k}, {h}, {w}, {c}]"
+    );
     let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
-    let p = k * th * tw;
-    // V: [P, 16, C], tile (ki, ty, tx) at row (ki·th + ty)·tw + tx.
+    let mut out = vec![0.0f32; k * h * w * o];
+    // Rows of tiles (ki, ty), in order; a chunk of them writes a contiguous run of output
+    // rows.
+    let rows_per_chunk = (WINOGRAD_TILES / tw.max(1)).max(1);
+    let tile_rows = k * th;
+    // One chunk's products become the next chunk's tile buffer: no allocation per chunk
+    // on our side (fresh multi-megabyte buffers cost page faults on every chunk).
+    let mut spare = Vec::new();
+    let mut first = 0;
+    while first < tile_rows {
+        let last = (first + rows_per_chunk).min(tile_rows);
+        // Output rows (ki, y) covered: from (ki0, 2·ty0) up to (ki1, min(2·ty1 + 2, h)).
+        let row_of = |tr: usize| (tr / th) * h + (2 * (tr % th)).min(h);
+        let end_row = if last % th == 0 {
+            (last / th) * h
+        } else {
+            row_of(last)
+        };
+        let dst = &mut out[row_of(first) * w * o..end_row * w * o];
+        spare = winograd_chunk(x, [k, h, w, c], filter, bias, relu, first..last, dst, spare);
+        first = last;
+    }
+    out
+}
+
+/// One chunk of [`conv3x3_winograd`]: the tile rows `rows` (index `ki·th + ty`), written
+/// to `dst`, the output rows they cover. `buffer` holds the transformed tiles; the
+/// products are returned for reuse.
+#[allow(clippy::too_many_arguments)]
+fn winograd_chunk(
+    x: &[f32],
+    [_, h, w, c]: [usize; 4],
+    filter: &Tensor<3>,
+    bias: Option<&[f32]>,
+    relu: bool,
+    rows: std::ops::Range<usize>,
+    dst: &mut [f32],
+    mut buffer: Vec<f32>,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let [_, _, o] = filter.dims();
+    let (th, tw) = (h.div_ceil(2), w.div_ceil(2));
+    let p = rows.len() * tw;
+    // V: [P, 16, C], tile (tile row r, tx) at row (r − rows.start)·tw + tx.
     let zeros = vec![0.0f32; c];
-    let mut v = vec![0.0f32; p * 16 * c];
+    // Every element is written below.
+    buffer.resize(p * 16 * c, 0.0);
+    let mut v = buffer;
     v.par_chunks_mut(16 * c).enumerate().for_each_init(
         || vec![0.0f32; 16 * c],
         |t, (tile, vt)| {
-            let (ki, ty, tx) = (tile / (th * tw), tile / tw % th, tile % tw);
+            let tr = rows.start + tile / tw;
+            let (ki, ty, tx) = (tr / th, tr % th, tile % tw);
             let image = &x[ki * h * w * c..(ki + 1) * h * w * c];
             let d: [&[f32]; 16] = std::array::from_fn(|ab| {
-                let (y, xx) = ((2 * ty + ab / 4).wrapping_sub(1), (2 * tx + ab % 4).wrapping_sub(1));
+                let y = (2 * ty + ab / 4).wrapping_sub(1);
+                let xx = (2 * tx + ab % 4).wrapping_sub(1);
                 if y < h && xx < w {
                     &image[(y * w + xx) * c..(y * w + xx + 1) * c]
                 } else {
@@ -120,21 +174,27 @@ pub fn conv3x3_winograd(
             input_tile(&d, t, vt, c);
         },
     );
-    let v = Tensor::<3>::from_data(TensorData::new(v, [p, 16, c]), &filter.device())
-        .swap_dims(0, 1); // [16, P, C]
+    let v =
+        Tensor::<3>::from_data(TensorData::new(v, [p, 16, c]), &filter.device()).swap_dims(0, 1); // [16, P, C]
     let m = v
         .matmul(filter.clone())
         .try_into_vec_as::<f32>()
         .expect("readable"); // [16, P, O]
-    // Aᵀ m A per tile, Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], written to the 2×2 outputs.
-    let mut out = vec![0.0f32; k * h * w * o];
-    out.par_chunks_mut(w * o).enumerate().for_each_init(
-        || vec![0.0f32; 8 * o],
-        |t, (row, dst)| {
-            let (ki, y) = (row / h, row % h);
+                             // Aᵀ m A per tile, Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], written to the 2×2 outputs;
+                             // in parallel over output rows (the first output row of the chunk is tile row
+                             // rows.start's first).
+    let first_tile_row = rows.start;
+    dst.par_chunks_mut(w * o).enumerate().for_each_init(
+        || vec![0.0f32; 4 * o],
+        |t, (i, dst_row)| {
+            // Output row i of the chunk: tile row and which of its two rows.
+            let (ki0, ty0) = (first_tile_row / th, first_tile_row % th);
+            let y_abs = ki0 * h + 2 * ty0 + i; // row index over all images
+            let (ki, y) = (y_abs / h, y_abs % h);
             let (ty, r) = (y / 2, y % 2);
+            let local = (ki * th + ty) - first_tile_row;
             for tx in 0..tw {
-                let tile = (ki * th + ty) * tw + tx;
+                let tile = local * tw + tx;
                 let m = |xi: usize| &m[(xi * p + tile) * o..(xi * p + tile + 1) * o];
                 // Row r of Aᵀ over the tile's rows, for each column j.
                 for j in 0..4 {
@@ -153,7 +213,7 @@ pub fn conv3x3_winograd(
                     if xx >= w {
                         continue;
                     }
-                    let px = &mut dst[xx * o..(xx + 1) * o];
+                    let px = &mut dst_row[xx * o..(xx + 1) * o];
                     for (e, out) in px.iter_mut().enumerate() {
                         let (t0, t1, t2, t3) = (t[e], t[o + e], t[2 * o + e], t[3 * o + e]);
                         let mut val = if s == 0 { t0 + t1 + t2 } else { t1 - t2 - t3 };
@@ -166,7 +226,22 @@ pub fn conv3x3_winograd(
             }
         },
     );
-    out
+    m
+}
+
+/// [`conv3x3_winograd`] on a `[N, C, H, W]` tensor (e.g. a pyramid level), for inference:
+/// read to the host channels last, convolved, and returned as `[N, O, H, W]` on its
+/// device. Equals `conv2d(x, weight, bias, stride 1, padding 1)` up to float rounding.
+pub fn conv3x3_winograd_nchw(x: Tensor<4>, filter: &Tensor<3>, bias: Option<&[f32]>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let o = filter.dims()[2];
+    let device = x.device();
+    let host = x
+        .permute([0, 2, 3, 1])
+        .try_into_vec_as::<f32>()
+        .expect("readable");
+    let y = conv3x3_winograd(&host, [n, h, w, c], filter, bias, false);
+    Tensor::<4>::from_data(TensorData::new(y, [n, h, w, o]), &device).permute([0, 3, 1, 2])
 }
 
 #[cfg(test)]
@@ -189,8 +264,16 @@ mod tests {
     fn equals_the_direct_convolution_for_even_and_odd_sizes() {
         let device = Device::flex();
         device.seed(5);
-        for (c, o, k, h, w) in [(3, 4, 2, 6, 6), (5, 3, 3, 7, 5), (8, 8, 4, 14, 14), (2, 1, 1, 1, 1)]
-        {
+        // The last two need several chunks of WINOGRAD_TILES tiles (odd heights: a chunk
+        // can end inside an image).
+        for (c, o, k, h, w) in [
+            (3, 4, 2, 6, 6),
+            (5, 3, 3, 7, 5),
+            (8, 8, 4, 14, 14),
+            (2, 1, 1, 1, 1),
+            (4, 3, 3, 41, 60),
+            (3, 2, 1, 9, 900),
+        ] {
             let x = Tensor::<4>::random([k, h, w, c], Distribution::Normal(0.0, 1.0), &device);
             let wt = Tensor::<4>::random([o, c, 3, 3], Distribution::Normal(0.0, 1.0), &device);
             let b = Tensor::<1>::random([o], Distribution::Normal(0.0, 1.0), &device);
@@ -215,12 +298,36 @@ mod tests {
     }
 
     #[test]
+    fn nchw_form_equals_conv2d() {
+        let device = Device::flex();
+        device.seed(9);
+        let x = Tensor::<4>::random([2, 5, 13, 30], Distribution::Normal(0.0, 1.0), &device);
+        let wt = Tensor::<4>::random([6, 5, 3, 3], Distribution::Normal(0.0, 1.0), &device);
+        let b = Tensor::<1>::random([6], Distribution::Normal(0.0, 1.0), &device);
+        let want = conv2d(
+            x.clone(),
+            wt.clone(),
+            Some(b.clone()),
+            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
+        );
+        let bias = b.try_into_vec_as::<f32>().unwrap();
+        let got = conv3x3_winograd_nchw(x, &winograd_filter(wt), Some(&bias));
+        assert_eq!(got.dims(), want.dims());
+        let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
+        let scale = want.abs().max().into_scalar::<f32>();
+        assert!(diff <= 1e-4 * scale, "max |Δ| {diff} of {scale}");
+    }
+
+    #[test]
     fn a_centre_tap_filter_is_the_identity() {
         // g = δ at the kernel centre: the convolution returns its input.
         let device = Device::flex();
         let mut g = vec![0.0f32; 9];
         g[4] = 1.0;
-        let filter = winograd_filter(Tensor::<4>::from_data(TensorData::new(g, [1, 1, 3, 3]), &device));
+        let filter = winograd_filter(Tensor::<4>::from_data(
+            TensorData::new(g, [1, 1, 3, 3]),
+            &device,
+        ));
         let values: Vec<f32> = (0..35).map(|i| i as f32 * 0.5 - 3.0).collect();
         let y = conv3x3_winograd(&values, [1, 5, 7, 1], &filter, None, false);
         for (a, b) in y.iter().zip(&values) {
