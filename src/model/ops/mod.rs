@@ -23,4 +23,4 @@ pub use matcher::{Match, Matcher};
 pub use paste::paste_mask;
 pub use roi_align::{roi_align_plane, HostPyramid, RoiAlign, RoiAlignConfig, RoiAlignMethod};
 pub use sampler::BalancedSampler;
-pub use winograd::{conv3x3_winograd, conv3x3_winograd_nchw, winograd_filter, WINOGRAD_TILES};
+pub use winograd::{conv3x3_winograd, winograd_filter, WINOGRAD_TILES};

@@ -635,7 +635,7 @@ mod tests {
                 .init()
                 .unwrap();
             let on_host = one_level
-                .forward_host(&HostPyramid::read(&[feat.clone()]), &boxes)
+                .forward_host(&HostPyramid::read(std::slice::from_ref(&feat)), &boxes)
                 .try_into_vec_as::<f32>()
                 .unwrap();
             assert_eq!(on_host.len(), got.len());

@@ -229,21 +229,6 @@ fn winograd_chunk(
     m
 }
 
-/// [`conv3x3_winograd`] on a `[N, C, H, W]` tensor (e.g. a pyramid level), for inference:
-/// read to the host channels last, convolved, and returned as `[N, O, H, W]` on its
-/// device. Equals `conv2d(x, weight, bias, stride 1, padding 1)` up to float rounding.
-pub fn conv3x3_winograd_nchw(x: Tensor<4>, filter: &Tensor<3>, bias: Option<&[f32]>) -> Tensor<4> {
-    let [n, c, h, w] = x.dims();
-    let o = filter.dims()[2];
-    let device = x.device();
-    let host = x
-        .permute([0, 2, 3, 1])
-        .try_into_vec_as::<f32>()
-        .expect("readable");
-    let y = conv3x3_winograd(&host, [n, h, w, c], filter, bias, false);
-    Tensor::<4>::from_data(TensorData::new(y, [n, h, w, o]), &device).permute([0, 3, 1, 2])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,27 +280,6 @@ mod tests {
                 assert!((a - b).abs() <= 1e-4 * scale, "{c}×{k}×{h}×{w}: {a} vs {b}");
             }
         }
-    }
-
-    #[test]
-    fn nchw_form_equals_conv2d() {
-        let device = Device::flex();
-        device.seed(9);
-        let x = Tensor::<4>::random([2, 5, 13, 30], Distribution::Normal(0.0, 1.0), &device);
-        let wt = Tensor::<4>::random([6, 5, 3, 3], Distribution::Normal(0.0, 1.0), &device);
-        let b = Tensor::<1>::random([6], Distribution::Normal(0.0, 1.0), &device);
-        let want = conv2d(
-            x.clone(),
-            wt.clone(),
-            Some(b.clone()),
-            ConvOptions::new([1, 1], [1, 1], [1, 1], 1),
-        );
-        let bias = b.try_into_vec_as::<f32>().unwrap();
-        let got = conv3x3_winograd_nchw(x, &winograd_filter(wt), Some(&bias));
-        assert_eq!(got.dims(), want.dims());
-        let diff = (got - want.clone()).abs().max().into_scalar::<f32>();
-        let scale = want.abs().max().into_scalar::<f32>();
-        assert!(diff <= 1e-4 * scale, "max |Δ| {diff} of {scale}");
     }
 
     #[test]
