@@ -1,6 +1,8 @@
 //! Mask R-CNN inference on one real 1000×1000 MoNuSeg image (forward, post-processing and
-//! mask pasting; no TTA, no tiling), and the RoIAlign implementations on a training-sized
-//! batch (forward + backward).
+//! mask pasting; no TTA, no tiling), the RoIAlign implementations on a training-sized
+//! batch (forward + backward), and the inference forms of RoIAlign (tensor vs host, 4,000
+//! proposals on a 1024² pyramid) and of the mask head (direct convolutions vs Winograd,
+//! 64 regions).
 //!
 //! The shipped model (`models/nucseg-default.*`) is used when present; ResNet-50-FPN
 //! (random weights, detections capped at 1000 like the torchvision peer in
@@ -11,8 +13,8 @@ use nucseg::{
     burn::tensor::{Device, Distribution, Tensor},
     data::read_rgb,
     model::{
-        heads::RoiHeadsConfig,
-        ops::{RoiAlignConfig, RoiAlignMethod},
+        heads::{MaskHeadConfig, RoiHeadsConfig},
+        ops::{HostPyramid, RoiAlignConfig, RoiAlignMethod},
         MaskRcnnConfig,
     },
     pretrained::default_model,
@@ -101,5 +103,54 @@ fn roi_align(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, roi_align, inference);
+fn inference_forms(c: &mut Criterion) {
+    let device = Device::flex();
+    device.seed(0);
+    let mut group = c.benchmark_group("inference_forms");
+    group.sample_size(10);
+    // The shipped model's pyramid at 1024² (128 channels) and 4,000 nucleus-sized boxes.
+    let levels: Vec<Tensor<4>> = (2..=5)
+        .map(|l| {
+            Tensor::<4>::random(
+                [1, 128, 1024 >> l, 1024 >> l],
+                Distribution::Default,
+                &device,
+            )
+        })
+        .collect();
+    let boxes = vec![(0..4000)
+        .map(|i| {
+            let (x, y) = ((i * 37 % 1000) as f32, (i * 53 % 1000) as f32);
+            let s = [12.0, 20.0, 28.0, 40.0, 90.0][i % 5];
+            [x, y, x + s, y + 0.8 * s]
+        })
+        .collect::<Vec<[f32; 4]>>()];
+    let op = RoiAlignConfig::new().init().unwrap();
+    group.bench_function("roi_align_7x7_4000_boxes_tensor", |b| {
+        b.iter(|| op.forward(&levels, &boxes).into_data())
+    });
+    group.bench_function("roi_align_7x7_4000_boxes_host", |b| {
+        b.iter(|| {
+            op.forward_host(&HostPyramid::read(&levels), &boxes)
+                .into_data()
+        })
+    });
+    // The shipped mask head's shape: 128 channels, four 3×3 layers, 14×14 regions.
+    let head = MaskHeadConfig::new()
+        .with_in_channels(128)
+        .with_layers(vec![128; 4])
+        .with_dim_reduced(128)
+        .with_num_classes(2)
+        .init(&device);
+    let x = Tensor::<4>::random([64, 128, 14, 14], Distribution::Default, &device);
+    group.bench_function("mask_head_64_regions_direct", |b| {
+        b.iter(|| head.forward(x.clone()).into_data())
+    });
+    group.bench_function("mask_head_64_regions_winograd", |b| {
+        b.iter(|| head.forward_batched(x.clone()).into_data())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, roi_align, inference_forms, inference);
 criterion_main!(benches);
