@@ -62,6 +62,19 @@ fn inference(c: &mut Criterion) {
     group.finish();
 }
 
+/// Random P2–P5 levels of `batch` images of `side`² with `channels` channels.
+fn random_levels(batch: usize, channels: usize, side: usize, device: &Device) -> Vec<Tensor<4>> {
+    (2..=5)
+        .map(|l| {
+            Tensor::<4>::random(
+                [batch, channels, side >> l, side >> l],
+                Distribution::Default,
+                device,
+            )
+        })
+        .collect()
+}
+
 fn roi_align(c: &mut Criterion) {
     let device = Device::flex().autodiff();
     let mut group = c.benchmark_group("roi_align_train_2x128_boxes_fwd_bwd");
@@ -85,15 +98,9 @@ fn roi_align(c: &mut Criterion) {
                 .unwrap();
             group.bench_function(format!("{method:?}_{size}x{size}"), |b| {
                 b.iter(|| {
-                    let levels: Vec<Tensor<4>> = (2..=5)
-                        .map(|l| {
-                            Tensor::<4>::random(
-                                [2, 128, 256 >> l, 256 >> l],
-                                Distribution::Default,
-                                &device,
-                            )
-                            .require_grad()
-                        })
+                    let levels: Vec<Tensor<4>> = random_levels(2, 128, 256, &device)
+                        .into_iter()
+                        .map(Tensor::require_grad)
                         .collect();
                     op.forward(&levels, &boxes).sum().backward()
                 })
@@ -109,15 +116,7 @@ fn inference_forms(c: &mut Criterion) {
     let mut group = c.benchmark_group("inference_forms");
     group.sample_size(10);
     // The shipped model's pyramid at 1024² (128 channels) and 4,000 nucleus-sized boxes.
-    let levels: Vec<Tensor<4>> = (2..=5)
-        .map(|l| {
-            Tensor::<4>::random(
-                [1, 128, 1024 >> l, 1024 >> l],
-                Distribution::Default,
-                &device,
-            )
-        })
-        .collect();
+    let levels = random_levels(1, 128, 1024, &device);
     let boxes = vec![(0..4000)
         .map(|i| {
             let (x, y) = ((i * 37 % 1000) as f32, (i * 53 % 1000) as f32);

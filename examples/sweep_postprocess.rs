@@ -119,8 +119,13 @@ fn run(args: Args) -> nucseg::Result<()> {
             rpn.pre_nms_top_n_test =
                 rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
             rpn.post_nms_top_n_test = proposals;
-            // The normalizer is not shareable: each pipeline loads its own.
-            let (_, normalizer) = args.model.load(&device)?;
+            // A pipeline owns its normalizer: each gets its own from the loaded bundle.
+            let normalizer = bundle.normalizer_for(
+                &args.model.normalize,
+                args.model.template.as_deref(),
+                args.model.dcgmm_model.as_deref(),
+                &device,
+            )?;
             let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
             let bar = progress_bar(samples.len() as u64, "segment", true);
             let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();

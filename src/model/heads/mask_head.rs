@@ -97,8 +97,9 @@ impl MaskHead {
     /// ([`conv3x3_winograd`]: 16 matrix products over channels with 2.25× fewer
     /// multiply-adds than the direct convolution), the 2×2 transposed convolution and the
     /// 1×1 logits as one matrix product each. The same values up to float rounding (test:
-    /// ≤ 1e-5 relative to the largest logit), 1.5× faster than the direct im2col product
-    /// and 3× faster than [`forward`](Self::forward) on the CPU (see `docs/performance.md`).
+    /// ≤ 1e-5 relative to the largest logit); on the CPU 1.4× faster than
+    /// [`forward`](Self::forward) for 64 regions (`benches/maskrcnn.rs`) and 1.5× faster
+    /// than the im2col product it replaced (see `docs/performance.md`).
     /// Regions go through in groups of [`BATCHED_REGIONS`] to bound the buffers. No
     /// gradient flows through it (the features go to the host).
     ///

@@ -390,16 +390,6 @@ impl HostPyramid {
             .collect();
         HostPyramid { levels, device }
     }
-
-    /// Number of levels read.
-    pub fn len(&self) -> usize {
-        self.levels.len()
-    }
-
-    /// Whether no level was read.
-    pub fn is_empty(&self) -> bool {
-        self.levels.is_empty()
-    }
 }
 
 impl RoiAlign {
@@ -466,11 +456,9 @@ fn align_box_channels_last(
     scratch.clear();
     scratch.resize(rows * pw * ch, 0.0);
     if !ay.taps.is_empty() {
+        // origin + rows ≤ h: the window covers exactly the pixels the taps touch.
         for r in 0..rows {
             let y = ay.origin + r;
-            if y >= h {
-                break;
-            }
             for &(q, x, vx) in &ax.taps {
                 let src = &image[(y * w + x) * ch..(y * w + x + 1) * ch];
                 let acc = &mut scratch[(r * pw + q) * ch..(r * pw + q + 1) * ch];

@@ -4,8 +4,9 @@
 //! input tile `d` under it, so the products over channels become 16 independent matrix
 //! products with 2.25× fewer multiply-adds than the direct convolution. The transforms are
 //! a few additions per tile, done on the host; the products run on the filter's device.
-//! The result equals the direct convolution up to float rounding (tests: ≤ 1e-4 relative). Used at inference by the
-//! mask head ([`crate::model::heads::MaskHead::forward_batched`]).
+//! The result equals the direct convolution up to float rounding (tests: ≤ 1e-4
+//! relative). Used at inference by the mask head
+//! ([`crate::model::heads::MaskHead::forward_batched`]).
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -38,7 +39,7 @@ pub fn winograd_filter(weight: Tensor<4>) -> Tensor<3> {
     Tensor::cat(taps, 0).swap_dims(1, 2)
 }
 
-/// `out = a − b` (a = None: −b), element-wise over channels.
+/// `out = a − b`, element-wise over channels.
 #[inline]
 fn sub(out: &mut [f32], a: &[f32], b: &[f32]) {
     for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
@@ -46,6 +47,7 @@ fn sub(out: &mut [f32], a: &[f32], b: &[f32]) {
     }
 }
 
+/// `out = a + b`, element-wise over channels.
 #[inline]
 fn add(out: &mut [f32], a: &[f32], b: &[f32]) {
     for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
@@ -121,12 +123,7 @@ pub fn conv3x3_winograd(
         let last = (first + rows_per_chunk).min(tile_rows);
         // Output rows (ki, y) covered: from (ki0, 2·ty0) up to (ki1, min(2·ty1 + 2, h)).
         let row_of = |tr: usize| (tr / th) * h + (2 * (tr % th)).min(h);
-        let end_row = if last % th == 0 {
-            (last / th) * h
-        } else {
-            row_of(last)
-        };
-        let dst = &mut out[row_of(first) * w * o..end_row * w * o];
+        let dst = &mut out[row_of(first) * w * o..row_of(last) * w * o];
         spare = winograd_chunk(x, [k, h, w, c], filter, bias, relu, first..last, dst, spare);
         first = last;
     }
@@ -174,25 +171,26 @@ fn winograd_chunk(
             input_tile(&d, t, vt, c);
         },
     );
+    // [16, P, C]
     let v =
-        Tensor::<3>::from_data(TensorData::new(v, [p, 16, c]), &filter.device()).swap_dims(0, 1); // [16, P, C]
+        Tensor::<3>::from_data(TensorData::new(v, [p, 16, c]), &filter.device()).swap_dims(0, 1);
+    // [16, P, O]
     let m = v
         .matmul(filter.clone())
         .try_into_vec_as::<f32>()
-        .expect("readable"); // [16, P, O]
-                             // Aᵀ m A per tile, Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], written to the 2×2 outputs;
-                             // in parallel over output rows (the first output row of the chunk is tile row
-                             // rows.start's first).
-    let first_tile_row = rows.start;
+        .expect("readable");
+    // Aᵀ m A per tile, Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]], written to the 2×2 outputs,
+    // in parallel over output rows; the chunk's first output row is the first of tile row
+    // rows.start (image ki0, tile row ty0).
+    let (ki0, ty0) = (rows.start / th, rows.start % th);
     dst.par_chunks_mut(w * o).enumerate().for_each_init(
         || vec![0.0f32; 4 * o],
         |t, (i, dst_row)| {
             // Output row i of the chunk: tile row and which of its two rows.
-            let (ki0, ty0) = (first_tile_row / th, first_tile_row % th);
             let y_abs = ki0 * h + 2 * ty0 + i; // row index over all images
             let (ki, y) = (y_abs / h, y_abs % h);
             let (ty, r) = (y / 2, y % 2);
-            let local = (ki * th + ty) - first_tile_row;
+            let local = (ki * th + ty) - rows.start;
             for tx in 0..tw {
                 let tile = local * tw + tx;
                 let m = |xi: usize| &m[(xi * p + tile) * o..(xi * p + tile + 1) * o];
