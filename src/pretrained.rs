@@ -47,7 +47,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
     (
         "nucseg-default.json",
-        "9a19d2bd243806862081872d7b069d092ec5671f50bc595c0971ff6409b6affc",
+        "5de1cd883bdaddb84e0e6ce129420e2dc5680b3efbd7dbb5df60ce9cfa2199a4",
     ),
     (
         "nucseg-default.normalizer.json",
@@ -57,7 +57,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v2";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v3";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).

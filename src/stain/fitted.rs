@@ -71,15 +71,26 @@ impl FittedClassical {
         Ok(())
     }
 
-    /// Reads a file written by [`save`](Self::save).
+    /// Reads a file written by [`save`](Self::save), including files written before
+    /// [`MacenkoConfig::max_concentration_over_tissue`] existed (read as `false`, what they
+    /// did).
     pub fn load(path: &Path) -> crate::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| crate::data::DataError::Io {
             path: path.to_path_buf(),
             source: e,
         })?;
-        serde_json::from_str(&text).map_err(|e| {
+        let invalid = |e: serde_json::Error| -> crate::Error {
             StainError::Config(format!("{}: not a saved normalizer: {e}", path.display())).into()
-        })
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
+        if value.get("kind").is_some_and(|k| k == "macenko") {
+            if let Some(config) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
+                config
+                    .entry("max_concentration_over_tissue")
+                    .or_insert(serde_json::Value::Bool(false));
+            }
+        }
+        serde_json::from_value(value).map_err(invalid)
     }
 }
 

@@ -30,6 +30,13 @@ pub struct MacenkoConfig {
     /// ("pseudo-maximum", Sec. 2: 99th).
     #[config(default = 99.0)]
     pub max_concentration_percentile: f64,
+    /// Take that percentile over the tissue pixels only (optical density ≥ `β` in every
+    /// channel), not over all pixels as the paper does. Over all pixels, background lowers
+    /// it: a tile that is half glass has its 99th percentile fall to the tissue's 98th, and
+    /// an image that is mostly fat or glass gets its concentrations multiplied many times
+    /// (its white turns purple). `false` in files written before the option existed.
+    #[config(default = false)]
+    pub max_concentration_over_tissue: bool,
 }
 
 /// The stains of one image: the H and E unit vectors in optical-density space and the
@@ -40,7 +47,8 @@ pub struct MacenkoStains {
     /// `I_0 = 255`). Haematoxylin is the one with the larger red component.
     pub stain_matrix: [[f64; 3]; 2],
     /// The [`MacenkoConfig::max_concentration_percentile`]-th percentile of each stain's
-    /// concentration over all pixels.
+    /// concentration, over all pixels or over the tissue
+    /// ([`MacenkoConfig::max_concentration_over_tissue`]).
     pub max_concentrations: [f64; 2],
 }
 
@@ -121,8 +129,13 @@ impl MacenkoStains {
         let solver = ConcentrationSolver::new(&stain_matrix)
             .ok_or_else(|| degenerate("the two stain vectors are collinear"))?;
 
-        // Robust maximum concentrations over all pixels.
-        let (mut c_h, mut c_e): (Vec<f64>, Vec<f64>) = od.iter().map(|o| solver.solve(o)).unzip();
+        // Robust maximum concentrations, over all pixels or over the tissue.
+        let over = if config.max_concentration_over_tissue {
+            &tissue
+        } else {
+            &od
+        };
+        let (mut c_h, mut c_e): (Vec<f64>, Vec<f64>) = over.iter().map(|o| solver.solve(o)).unzip();
         let q = config.max_concentration_percentile;
         let max_concentrations = [
             percentile(&mut c_h, q).expect("non-empty"),

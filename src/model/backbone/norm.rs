@@ -10,6 +10,7 @@ use burn::module::{Module, Param};
 use burn::nn::{GroupNorm, GroupNormConfig, Initializer};
 use burn::prelude::*;
 
+use super::norm_region::NormRegion;
 use crate::model::ModelError;
 
 /// Which normalization layer follows each convolution of the backbone.
@@ -148,12 +149,50 @@ impl Norm2d {
         }
     }
 
+    /// Normalizes `x`, group norm taking its statistics over the cells of `region` (when
+    /// it has a mask of `x`'s size) instead of the whole map; frozen batch norm has no
+    /// statistics to take and ignores it. `None` is [`forward`](Self::forward).
+    ///
+    /// # Shapes
+    /// - x: `[N, C, H, W]` → `[N, C, H, W]`; the region's mask `[N, 1, H, W]`
+    pub fn forward_in(&self, x: Tensor<4>, region: Option<&NormRegion>) -> Tensor<4> {
+        let [_, _, h, w] = x.dims();
+        match (self, region.and_then(|r| r.at(h, w))) {
+            (Norm2d::GroupNorm(gn), Some(mask)) => masked_group_norm(gn, x, mask.clone()),
+            _ => self.forward(x),
+        }
+    }
+
     /// Number of channels normalized.
     pub fn channels(&self) -> usize {
         match self {
             Norm2d::FrozenBatchNorm(bn) => bn.weight.dims()[0],
             Norm2d::GroupNorm(gn) => gn.num_channels,
         }
+    }
+}
+
+/// Group norm with the mean and variance of each (image, group) taken over the positions
+/// where `mask` is 1 (Wu & He 2018, Eq. 1–2, with `S_i` restricted to the mask); with a mask
+/// of ones it is Burn's `GroupNorm`.
+///
+/// # Shapes
+/// - x: `[N, C, H, W]`, mask: `[N, 1, H, W]` → `[N, C, H, W]`
+fn masked_group_norm(gn: &GroupNorm, x: Tensor<4>, mask: Tensor<4>) -> Tensor<4> {
+    let [n, c, h, w] = x.dims();
+    let g = gn.num_groups;
+    let x = x.reshape([n, g, c / g, h * w]);
+    let mask = mask.reshape([n, 1, 1, h * w]);
+    let count = (mask.clone().sum_dim(3) * (c / g) as f32).clamp_min(1.0);
+    let mean = (x.clone() * mask.clone()).sum_dim(3).sum_dim(2) / count.clone();
+    let centred = x - mean;
+    let var = (centred.clone().square() * mask).sum_dim(3).sum_dim(2) / count;
+    let y = (centred / (var + gn.epsilon).sqrt()).reshape([n, c, h, w]);
+    match (&gn.gamma, &gn.beta) {
+        (Some(gamma), Some(beta)) if gn.affine => {
+            y * gamma.val().reshape([1, c, 1, 1]) + beta.val().reshape([1, c, 1, 1])
+        }
+        _ => y,
     }
 }
 

@@ -16,6 +16,7 @@ use burn::tensor::module::max_pool2d;
 use burn::tensor::ops::MaxPoolOptions;
 
 use super::norm::{Norm2d, NormKind};
+use super::norm_region::NormRegion;
 use crate::model::ModelError;
 
 /// Depths with a known block layout, and their blocks per stage (He et al. 2016, Table 1).
@@ -205,9 +206,13 @@ fn downsample(
     )))
 }
 
-fn shortcut(downsample: &Option<Downsample>, x: Tensor<4>) -> Tensor<4> {
+fn shortcut(
+    downsample: &Option<Downsample>,
+    x: Tensor<4>,
+    region: Option<&NormRegion>,
+) -> Tensor<4> {
     match downsample {
-        Some((conv, norm)) => norm.forward(conv.forward(x)),
+        Some((conv, norm)) => norm.forward_in(conv.forward(x), region),
         None => x,
     }
 }
@@ -233,9 +238,15 @@ impl BasicBlock {
     /// # Shapes
     /// - x: `[N, in, H, W]` → `[N, planes, ⌈H/s⌉, ⌈W/s⌉]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let identity = shortcut(&self.downsample, x.clone());
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        self.forward_in(x, None)
+    }
+
+    /// [`forward`](Self::forward) with group norm's statistics over `region`
+    /// ([`Norm2d::forward_in`]).
+    pub fn forward_in(&self, x: Tensor<4>, region: Option<&NormRegion>) -> Tensor<4> {
+        let identity = shortcut(&self.downsample, x.clone(), region);
+        let out = relu(self.bn1.forward_in(self.conv1.forward(x), region));
+        let out = self.bn2.forward_in(self.conv2.forward(out), region);
         relu(out + identity)
     }
 }
@@ -266,10 +277,16 @@ impl Bottleneck {
     /// # Shapes
     /// - x: `[N, in, H, W]` → `[N, 4·planes, ⌈H/s⌉, ⌈W/s⌉]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        let identity = shortcut(&self.downsample, x.clone());
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = relu(self.bn2.forward(self.conv2.forward(out)));
-        let out = self.bn3.forward(self.conv3.forward(out));
+        self.forward_in(x, None)
+    }
+
+    /// [`forward`](Self::forward) with group norm's statistics over `region`
+    /// ([`Norm2d::forward_in`]).
+    pub fn forward_in(&self, x: Tensor<4>, region: Option<&NormRegion>) -> Tensor<4> {
+        let identity = shortcut(&self.downsample, x.clone(), region);
+        let out = relu(self.bn1.forward_in(self.conv1.forward(x), region));
+        let out = relu(self.bn2.forward_in(self.conv2.forward(out), region));
+        let out = self.bn3.forward_in(self.conv3.forward(out), region);
         relu(out + identity)
     }
 }
@@ -323,9 +340,14 @@ impl ResidualBlock {
     /// # Shapes
     /// - x: `[N, in, H, W]` → `[N, out, ⌈H/s⌉, ⌈W/s⌉]`
     pub fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.forward_in(x, None)
+    }
+
+    /// [`forward`](Self::forward) with group norm's statistics over `region`.
+    pub fn forward_in(&self, x: Tensor<4>, region: Option<&NormRegion>) -> Tensor<4> {
         match self {
-            ResidualBlock::Basic(b) => b.forward(x),
-            ResidualBlock::Bottleneck(b) => b.forward(x),
+            ResidualBlock::Basic(b) => b.forward_in(x, region),
+            ResidualBlock::Bottleneck(b) => b.forward_in(x, region),
         }
     }
 }
@@ -363,7 +385,13 @@ impl ResNet {
     ///   (strides 4, 8, 16, 32; every stride-2 layer maps a size `h` to `⌊(h-1)/2⌋+1 = ⌈h/2⌉`,
     ///   so odd sizes round up).
     pub fn forward(&self, x: Tensor<4>) -> [Tensor<4>; 4] {
-        let x = relu(self.bn1.forward(self.conv1.forward(x)));
+        self.forward_in(x, None)
+    }
+
+    /// [`forward`](Self::forward) with group norm's statistics over `region` (the tissue
+    /// of inputs with glass, [`NormRegion::excluding_glass`]).
+    pub fn forward_in(&self, x: Tensor<4>, region: Option<&NormRegion>) -> [Tensor<4>; 4] {
+        let x = relu(self.bn1.forward_in(self.conv1.forward(x), region));
         let x = max_pool2d(
             x,
             MaxPoolOptions::new([3, 3])
@@ -371,7 +399,9 @@ impl ResNet {
                 .with_padding([1, 1]),
         );
         let run = |blocks: &[ResidualBlock], x: Tensor<4>| {
-            blocks.iter().fold(x, |x, block| block.forward(x))
+            blocks
+                .iter()
+                .fold(x, |x, block| block.forward_in(x, region))
         };
         let c2 = run(&self.layer1, x);
         let c3 = run(&self.layer2, c2.clone());
