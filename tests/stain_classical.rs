@@ -162,3 +162,30 @@ fn normalizing_a_real_image_gives_it_the_template_colours() {
     assert!(ang(&out_stains, 0) < 0.5 * ang(&src_stains, 0).max(2.0));
     assert!(ang(&out_stains, 1) < 0.5 * ang(&src_stains, 1).max(2.0));
 }
+
+/// Glass beside the tissue leaves the tissue-only pseudo-maximum as it is, and lowers the
+/// paper's all-pixel one.
+#[test]
+fn macenko_pseudo_maximum_over_tissue_ignores_glass() {
+    let tissue = region("TCGA-18-5592-01Z-00-DX1", 0, 0, 200);
+    let mut on_glass = RgbImage::from_pixel(400, 200, image::Rgb([238, 236, 240]));
+    imageops::replace(&mut on_glass, &tissue, 0, 0);
+    let over_tissue = MacenkoConfig::new().with_max_concentration_over_tissue(true);
+    let alone = MacenkoStains::estimate(&tissue, &over_tissue).unwrap();
+    let glass = MacenkoStains::estimate(&on_glass, &over_tissue).unwrap();
+    assert_eq!(alone, glass);
+    let paper = MacenkoConfig::new();
+    let (alone, glass) = (
+        MacenkoStains::estimate(&tissue, &paper).unwrap(),
+        MacenkoStains::estimate(&on_glass, &paper).unwrap(),
+    );
+    assert_eq!(alone.stain_matrix, glass.stain_matrix);
+    for s in 0..2 {
+        assert!(
+            glass.max_concentrations[s] < 0.97 * alone.max_concentrations[s],
+            "{s}: {:?} vs {:?}",
+            glass.max_concentrations,
+            alone.max_concentrations
+        );
+    }
+}
