@@ -68,6 +68,10 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
+    /// Macenko / Reinhard source stains: estimated once per slide from a sample of its
+    /// tissue (`slide`), or per tile (`tile`).
+    #[arg(long, default_value = "slide", value_parser = ["slide", "tile"])]
+    stains: String,
     #[command(flatten)]
     pipeline: common::PipelineArgs,
 }
@@ -123,11 +127,12 @@ fn run(args: Args) -> nucseg::Result<()> {
     let out = args.out.join(&id);
     let device = args.device.device()?;
     let (bundle, normalizer) = args.model.load(&device)?;
-    let pipeline = Pipeline::new(pipeline_config, &bundle.model, normalizer)?;
+    let mut pipeline = Pipeline::new(pipeline_config, &bundle.model, normalizer)?;
     let segmenter = format!(
-        "model {} · normalization {} · TTA {} (views ≥ {}) · tile {} overlap {}",
+        "model {} · normalization {} (stains per {}) · TTA {} (views ≥ {}) · tile {} overlap {}",
         bundle.path.display(),
         pipeline.normalizer_name(),
+        args.stains,
         args.tta.name(),
         args.pipeline.view_min_score,
         args.pipeline.tile,
@@ -180,6 +185,17 @@ fn run(args: Args) -> nucseg::Result<()> {
         );
     }
     if !args.merge {
+        if args.stains == "slide" {
+            if let Some(sample) = run.stain_sample()? {
+                if pipeline.fix_source_stains(&sample)? {
+                    println!(
+                        "{} stains estimated once, from {} px of the slide's tissue",
+                        pipeline.normalizer_name(),
+                        sample.width()
+                    );
+                }
+            }
+        }
         let shard = args.shard.unwrap_or(Shard::ALL);
         let missing = run.missing_tiles().len();
         let bar = progress_bar(0, "tiles", true);

@@ -26,6 +26,7 @@ use nucseg::{
     },
     metrics::ImageMetrics,
     slide::{write_pyramid, PyramidOptions, SlideError, GEOJSON_FILE},
+    stain::{Macenko, StainNormalizer},
 };
 use serde::{Deserialize, Serialize};
 
@@ -61,6 +62,11 @@ enum Command {
         /// File name (default: mosaic-<cols>x<rows>).
         #[arg(long)]
         name: Option<String>,
+        /// Map every image onto this image's stains (Macenko) first, so the mosaic has one
+        /// staining, as a real slide does (the Kumar images come from different slides);
+        /// the mapped images are written to `<out>/<name>-images/` for the per-image run.
+        #[arg(long)]
+        one_stain: Option<PathBuf>,
     },
     /// Score a slide run (its output folder) against the mosaic's annotations.
     Score {
@@ -99,11 +105,13 @@ fn main() -> ExitCode {
             mpp,
             out,
             name,
-        } => build(data, count, cols, margin, mpp, out, name),
+            one_stain,
+        } => build(data, count, cols, margin, mpp, out, name, one_stain),
         Command::Score { layout, run } => score(layout, run),
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn build(
     data: PathBuf,
     count: usize,
@@ -112,15 +120,39 @@ fn build(
     mpp: f64,
     out: PathBuf,
     name: Option<String>,
+    one_stain: Option<PathBuf>,
 ) -> nucseg::Result<()> {
     let samples = MonusegDataset::open(&data)?.split(KumarSplit::Train)?;
     let chosen = &samples[..count.min(samples.len())];
     let cols = cols.max(1);
     let rows = chosen.len().div_ceil(cols);
-    let images: Vec<RgbImage> = chosen
+    let mut images: Vec<RgbImage> = chosen
         .iter()
         .map(|s| read_rgb(&s.image))
         .collect::<Result<_, _>>()?;
+    let name = name.unwrap_or_else(|| format!("mosaic-{cols}x{rows}"));
+    if let Some(template) = &one_stain {
+        let mut macenko = Macenko::default();
+        macenko.fit(&read_rgb(template)?)?;
+        let folder = out.join(format!("{name}-images"));
+        std::fs::create_dir_all(&folder).map_err(|e| DataError::Io {
+            path: folder.clone(),
+            source: e,
+        })?;
+        for (sample, image) in chosen.iter().zip(images.iter_mut()) {
+            *image = macenko.transform(image)?;
+            let path = folder.join(format!("{}.png", sample.id));
+            image.save(&path).map_err(|e| DataError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e),
+            })?;
+        }
+        println!(
+            "{}: the images mapped onto {}'s stains",
+            folder.display(),
+            template.display()
+        );
+    }
     let cell_w = images.iter().map(|i| i.width()).max().unwrap_or(0);
     let cell_h = images.iter().map(|i| i.height()).max().unwrap_or(0);
     let width = margin + cols as u32 * (cell_w + margin);
@@ -151,7 +183,6 @@ fn build(
         path: out.clone(),
         source: e,
     })?;
-    let name = name.unwrap_or_else(|| format!("mosaic-{cols}x{rows}"));
     let tif = out.join(format!("{name}.tif"));
     write_pyramid(&tif, &mosaic, &PyramidOptions::pyramidal(Some(mpp)))?;
     let svs = out.join(format!("{name}.svs"));

@@ -313,11 +313,8 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("nucseg-io-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    fn scratch(name: &str) -> crate::test_util::TempDir {
+        crate::test_util::temp_dir(&format!("io-{name}"))
     }
 
     fn leftovers(dir: &Path) -> Vec<String> {

@@ -53,6 +53,8 @@ pub mod postprocess;
 pub mod pretrained;
 pub mod slide;
 pub mod stain;
+#[cfg(test)]
+mod test_util;
 pub mod train;
 mod union_find;
 

@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn refuses_to_clobber_unless_asked() {
-        let root = std::env::temp_dir().join(format!("nucseg-out-{}", std::process::id()));
+        let root = crate::test_util::temp_dir("output-clobber");
         let out = OutputDir::create(root.join("o"), false).unwrap();
         let map = LabelMap::from_fn(3, 3, |x, _| x);
         let p = out

@@ -376,8 +376,7 @@ mod tests {
 
     #[test]
     fn checksum_detects_a_changed_file() {
-        let dir = std::env::temp_dir().join(format!("nucseg-sha-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_util::temp_dir("sha");
         let p = dir.join("w.bin");
         std::fs::write(&p, b"abc").unwrap();
         // SHA-256("abc"), FIPS 180-2 appendix B.1.

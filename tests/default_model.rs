@@ -2,6 +2,8 @@
 //! normalizer it was trained with, and segments the bundled sample tile (a crop of a Kumar
 //! *test* image, never seen in training) clearly better than the classical baseline.
 
+mod common;
+
 use std::path::PathBuf;
 
 use nucseg::{
@@ -64,11 +66,9 @@ fn shipped_model_beats_the_baseline_on_the_sample_tile() {
 }
 
 /// A copy of the shipped model's files in a fresh folder.
-fn copy_of_default_model(name: &str) -> std::path::PathBuf {
+fn copy_of_default_model(name: &str) -> common::TempDir {
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
-    let dir = std::env::temp_dir().join(format!("nucseg-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::tmp_dir(name);
     for (file, _) in DEFAULT_MODEL_FILES {
         std::fs::copy(src.join(file), dir.join(file)).unwrap();
     }

@@ -346,7 +346,8 @@ fn real_monuseg_images_export_consistently() {
         for (i, inst) in list.items.iter_mut().enumerate() {
             inst.score = ((i * 7919) % n) as f32 / n as f32;
         }
-        let out = OutputDir::create(common::tmp_dir(&format!("export-{id}")), false).unwrap();
+        let dir = common::tmp_dir(&format!("export-{id}"));
+        let out = OutputDir::create(&*dir, false).unwrap();
         let start = std::time::Instant::now();
         let files = write_all(&out, id, &image, &Nuclei::from_instances(&list), None).unwrap();
         let write_ms = start.elapsed().as_secs_f64() * 1e3;

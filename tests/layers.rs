@@ -8,7 +8,8 @@ use std::{
 };
 
 /// Bottom to top. `error` (the crate-wide error enum) and `lib.rs` sit above everything.
-const ORDER: [&str; 17] = [
+const ORDER: [&str; 18] = [
+    "test_util",
     "io",
     "union_find",
     "colour",

@@ -110,8 +110,13 @@ fn resuming_reproduces_an_uninterrupted_run() {
     let base = MaskRcnnConfig::tiny().init(&device).unwrap();
 
     let straight_dir = common::tmp_dir("resume-a");
-    let mut straight =
-        MaskRcnnTrainer::new(base.clone(), config.clone(), &device, Some(straight_dir)).unwrap();
+    let mut straight = MaskRcnnTrainer::new(
+        base.clone(),
+        config.clone(),
+        &device,
+        Some(straight_dir.to_path_buf()),
+    )
+    .unwrap();
     let mut straight_losses = Vec::new();
     straight
         .train(&data, |r| straight_losses.push(r.total))
@@ -127,7 +132,7 @@ fn resuming_reproduces_an_uninterrupted_run() {
     .unwrap();
     first.train(&data, |_| {}).unwrap();
     drop(first);
-    let mut resumed = MaskRcnnTrainer::resume(config, &device, dir).unwrap();
+    let mut resumed = MaskRcnnTrainer::resume(config, &device, dir.to_path_buf()).unwrap();
     assert_eq!(resumed.step(), 2);
     let mut resumed_losses = Vec::new();
     resumed
@@ -349,7 +354,8 @@ fn an_injected_nan_stops_training_with_the_last_good_checkpoint_intact() {
         std::fs::read(dir.join("step-0000002/model.bpk")).unwrap(),
         saved
     );
-    let mut resumed = MaskRcnnTrainer::resume(quick_config().with_steps(3), &device, dir).unwrap();
+    let mut resumed =
+        MaskRcnnTrainer::resume(quick_config().with_steps(3), &device, dir.to_path_buf()).unwrap();
     assert_eq!(resumed.step(), 2);
     let report = resumed.train_step(&data).unwrap();
     assert!(report.total.is_finite());

@@ -2,6 +2,8 @@
 //! with the `download` feature, fetching it over HTTP from a server this test runs on
 //! 127.0.0.1.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use nucseg::{
@@ -13,11 +15,8 @@ fn checkout_models() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nucseg-search-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> common::TempDir {
+    common::tmp_dir(&format!("search-{name}"))
 }
 
 fn copy_model_into(dir: &Path) {
@@ -136,7 +135,8 @@ mod download {
     #[test]
     fn downloads_the_model_into_the_cache_checking_every_file() {
         let device = BackendKind::Cpu.device().unwrap();
-        let dir = scratch("download").join("cache");
+        let scratch = scratch("download");
+        let dir = scratch.join("cache");
 
         // A server with a corrupted weight file: refused, and nothing is left that looks
         // like the weights.

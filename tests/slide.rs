@@ -298,6 +298,36 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
         "{} tissue tiles",
         plan.tissue_tiles.len()
     );
+    // The sample a normalizer estimates the slide's stains on: the 16 tissue tiles most
+    // covered by tissue (whole 512² tiles here) without their glass cells, read from the
+    // slide: nearly no glass, where the tissue tiles together are half glass.
+    let sample = run.stain_sample().unwrap().expect("tissue tiles");
+    assert_eq!(Some(&sample), run.stain_sample().unwrap().as_ref());
+    let n = sample.width() as usize;
+    assert!((8 * 512 * 512..=16 * 512 * 512).contains(&n), "{n} pixels");
+    let tiles = tiling.init().unwrap().tiles(3400, 2000);
+    let glass = |img: &RgbImage| {
+        let bright = img
+            .pixels()
+            .filter(|p| p.0.iter().all(|&v| v >= 220))
+            .count();
+        bright as f64 / img.pixels().len() as f64
+    };
+    let everywhere = plan
+        .tissue_tiles
+        .iter()
+        .map(|&i| {
+            let [x0, y0, x1, y1] = tiles[i].rect();
+            glass(&crop(&image, x0, y0, x1 - x0, y1 - y0))
+        })
+        .sum::<f64>()
+        / plan.tissue_tiles.len() as f64;
+    let sampled = glass(&sample);
+    assert!(
+        sampled < 0.05 && everywhere > 0.3,
+        "glass: sample {sampled:.3}, tissue tiles {everywhere:.3}"
+    );
+
     let mut reports = 0;
     assert_eq!(
         run.segment_tiles(&segmenter, Shard::ALL, |_| reports += 1)
@@ -474,6 +504,7 @@ fn glass_gives_an_empty_result_and_the_pixel_size_sets_the_working_scale() {
         (None, "unknown", 1.0)
     );
     assert!(plan.tissue_tiles.is_empty() && plan.tiles_total == 2);
+    assert!(run.stain_sample().unwrap().is_none());
     assert_eq!(
         run.segment_tiles(&ClassicalBaseline::default(), Shard::ALL, |_| {})
             .unwrap(),

@@ -189,3 +189,49 @@ fn macenko_pseudo_maximum_over_tissue_ignores_glass() {
         );
     }
 }
+
+/// `with_source` fixes the source statistics: the tiles of an image are then mapped exactly
+/// as the whole image is (each tile's own estimate maps a glassy tile otherwise), and the
+/// whole image exactly as without it.
+#[test]
+fn a_fixed_source_maps_every_tile_as_the_whole() {
+    let whole = region("TCGA-18-5592-01Z-00-DX1", 100, 100, 300);
+    let mut glassy = RgbImage::from_pixel(300, 300, image::Rgb([238, 236, 240]));
+    imageops::replace(
+        &mut glassy,
+        &imageops::crop_imm(&whole, 0, 0, 300, 60).to_image(),
+        0,
+        0,
+    );
+    let template = region("TCGA-A7-A13E-01Z-00-DX1", 200, 200, 256);
+    let (mut macenko, mut reinhard) = (Macenko::default(), Reinhard::default());
+    macenko.fit(&template).unwrap();
+    reinhard.fit(&template).unwrap();
+    for normalizer in [&macenko as &dyn StainNormalizer, &reinhard] {
+        let name = normalizer.name();
+        let fixed = normalizer.with_source(&whole).unwrap().expect("tissue");
+        let mapped = fixed.transform(&whole).unwrap();
+        assert_eq!(mapped, normalizer.transform(&whole).unwrap(), "{name}");
+        let tile = imageops::crop_imm(&whole, 50, 120, 100, 80).to_image();
+        assert_eq!(
+            fixed.transform(&tile).unwrap(),
+            imageops::crop_imm(&mapped, 50, 120, 100, 80).to_image(),
+            "{name}: a tile is mapped as in the whole"
+        );
+        // The same strip of tissue on glass, by its own estimate and by the fixed one.
+        let strip = |img: &RgbImage| imageops::crop_imm(img, 0, 0, 300, 60).to_image();
+        let own = diff(
+            &strip(&normalizer.transform(&glassy).unwrap()),
+            &strip(&mapped),
+        )
+        .0;
+        let shared = diff(&strip(&fixed.transform(&glassy).unwrap()), &strip(&mapped)).0;
+        assert!(
+            shared == 0.0 && own > 1.0,
+            "{name}: own estimate {own}, fixed {shared}"
+        );
+    }
+    let blank = RgbImage::from_pixel(64, 64, image::Rgb([240; 3]));
+    assert!(macenko.with_source(&blank).unwrap().is_none());
+    assert!(reinhard.with_source(&blank).unwrap().is_none());
+}

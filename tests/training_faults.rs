@@ -120,14 +120,14 @@ fn killed_while_checkpointing_resumes_exactly() {
     });
     assert_eq!(straight.len(), STEPS);
 
-    let dir: PathBuf = common::tmp_dir("faults-killed");
+    let dir = common::tmp_dir("faults-killed");
     let exe = std::env::current_exe().unwrap();
     let mut seen: BTreeMap<usize, u32> = BTreeMap::new();
     let (mut kills_mid_write, mut finished) = (0, false);
     for _attempt in 0..12 {
         let mut child = Command::new(&exe)
             .args(["--ignored", "--exact", "fault_child", "--nocapture"])
-            .env(CHILD_DIR, &dir)
+            .env(CHILD_DIR, dir.as_os_str())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -596,7 +596,7 @@ mod tests {
 
     #[test]
     fn paired_folder_reports_unpaired_names() {
-        let dir = std::env::temp_dir().join(format!("nucseg-pairs-{}", std::process::id()));
+        let dir = crate::test_util::temp_dir("pairs");
         let (im, mk) = (dir.join("images"), dir.join("masks"));
         std::fs::create_dir_all(&im).unwrap();
         std::fs::create_dir_all(&mk).unwrap();

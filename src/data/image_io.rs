@@ -271,14 +271,12 @@ pub fn write_rgb_png(path: impl AsRef<Path>, image: &RgbImage) -> Result<(), Dat
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("nucseg-io-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
-    }
-
     #[test]
     fn alpha_composites_over_white_and_16bit_scales_by_its_range() {
+        let dir = crate::test_util::temp_dir(
+            "image-io-alpha-composites-over-white-and-16bit-scales-by-its-range",
+        );
+        let tmp = |name: &str| dir.join(name);
         let p = tmp("rgba.png");
         let rgba = image::RgbaImage::from_fn(3, 2, |x, y| {
             image::Rgba([x as u8 * 10, y as u8, 7, if x == 0 { 255 } else { 0 }])
@@ -329,6 +327,9 @@ mod tests {
 
     #[test]
     fn the_pixel_budget_is_checked_before_decoding() {
+        let dir =
+            crate::test_util::temp_dir("image-io-the-pixel-budget-is-checked-before-decoding");
+        let tmp = |name: &str| dir.join(name);
         // A small image passes a budget of exactly its size and fails one pixel less.
         let small = tmp("small.png");
         write_rgb_png(&small, &RgbImage::new(10, 10)).unwrap();
@@ -345,6 +346,8 @@ mod tests {
 
     #[test]
     fn greyscale_is_an_error_unless_replicated() {
+        let dir = crate::test_util::temp_dir("image-io-greyscale-is-an-error-unless-replicated");
+        let tmp = |name: &str| dir.join(name);
         let p = tmp("grey.png");
         image::GrayImage::from_fn(4, 4, |x, _| image::Luma([x as u8]))
             .save(&p)
@@ -368,6 +371,10 @@ mod tests {
 
     #[test]
     fn missing_and_truncated_files_are_errors_naming_the_file() {
+        let dir = crate::test_util::temp_dir(
+            "image-io-missing-and-truncated-files-are-errors-naming-the-file",
+        );
+        let tmp = |name: &str| dir.join(name);
         let err = read_rgb(tmp("does-not-exist.png")).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }));
         assert!(err.to_string().contains("does-not-exist.png"), "{err}");

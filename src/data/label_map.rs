@@ -440,12 +440,6 @@ pub fn write_label_map(path: impl AsRef<Path>, map: &LabelMap) -> Result<(), Dat
 mod tests {
     use super::*;
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("nucseg-lm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
-    }
-
     fn sample() -> LabelMap {
         LabelMap::from_fn(37, 23, |x, y| {
             if (x / 5 + y / 4) % 3 == 0 {
@@ -458,6 +452,8 @@ mod tests {
 
     #[test]
     fn png16_round_trip_and_overflow_error() {
+        let dir = crate::test_util::temp_dir("label-map-png16-round-trip-and-overflow-error");
+        let tmp = |name: &str| dir.join(name);
         let small = LabelMap::from_fn(17, 9, |x, y| (x * 3 + y * 991) % 65536);
         let p = tmp("lm.png");
         write_label_map(&p, &small).unwrap();
@@ -472,6 +468,8 @@ mod tests {
 
     #[test]
     fn tiff32_round_trip() {
+        let dir = crate::test_util::temp_dir("label-map-tiff32-round-trip");
+        let tmp = |name: &str| dir.join(name);
         let map = LabelMap::from_fn(
             40,
             30,
@@ -484,6 +482,8 @@ mod tests {
 
     #[test]
     fn rgb_label_map_is_rejected() {
+        let dir = crate::test_util::temp_dir("label-map-rgb-label-map-is-rejected");
+        let tmp = |name: &str| dir.join(name);
         let p = tmp("rgb.png");
         image::RgbImage::new(3, 3).save(&p).unwrap();
         let err = read_label_map(&p).unwrap_err();
@@ -508,6 +508,8 @@ mod tests {
 
     #[test]
     fn binary_mask_splits_into_components() {
+        let dir = crate::test_util::temp_dir("label-map-binary-mask-splits-into-components");
+        let tmp = |name: &str| dir.join(name);
         let p = tmp("binary.png");
         let mask = image::GrayImage::from_fn(10, 4, |x, y| {
             image::Luma([

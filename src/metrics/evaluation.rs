@@ -266,7 +266,7 @@ mod tests {
 
     #[test]
     fn missing_prediction_is_scored_empty_and_flagged() {
-        let root = std::env::temp_dir().join(format!("nucseg-eval-{}", std::process::id()));
+        let root = crate::test_util::temp_dir("eval-missing");
         let (t, p) = (root.join("truth"), root.join("pred"));
         std::fs::create_dir_all(&t).unwrap();
         std::fs::create_dir_all(&p).unwrap();

@@ -108,6 +108,22 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         self.normalizer.as_ref().map_or("none", |n| n.name())
     }
 
+    /// From now on, normalizes every image with the source statistics estimated once from
+    /// `sample` (see [`StainNormalizer::with_source`]) — for the tiles of one slide.
+    /// Returns whether it did: not without a normalizer, with DCGMM, or when `sample` has
+    /// no tissue.
+    pub fn fix_source_stains(&mut self, sample: &RgbImage) -> crate::Result<bool> {
+        let fixed = match &self.normalizer {
+            Some(n) => n.with_source(sample)?,
+            None => None,
+        };
+        let done = fixed.is_some();
+        if fixed.is_some() {
+            self.normalizer = fixed;
+        }
+        Ok(done)
+    }
+
     /// Normalizes an image as the pipeline does (unchanged without a normalizer).
     pub fn normalize(&self, image: &RgbImage) -> crate::Result<RgbImage> {
         Ok(match &self.normalizer {

@@ -240,6 +240,10 @@ pub const GEOJSON_FILE: &str = "nuclei.geojson.gz";
 pub const SUMMARY_FILE: &str = "summary.json";
 /// Thumbnail with the tissue outline and the nuclei density.
 pub const THUMBNAIL_FILE: &str = "thumbnail.png";
+/// Tissue tiles sampled for the slide's stains ([`SlideRun::stain_sample`]).
+pub const STAIN_SAMPLE_TILES: usize = 16;
+/// Side of the central square taken from each of them (working pixels).
+pub const STAIN_SAMPLE_SIDE: u32 = 512;
 /// The work folder (tile files and plan), removed when the slide is finished.
 pub const WORK_DIR: &str = "work";
 
@@ -423,6 +427,52 @@ impl<'a> SlideRun<'a> {
     /// The tissue mask.
     pub fn tissue(&self) -> &TissueMask {
         &self.tissue
+    }
+
+    /// A sample of the slide's tissue at the working scale, for estimating its stains once
+    /// ([`Pipeline::fix_source_stains`](crate::pipeline::Pipeline::fix_source_stains)):
+    /// the central [`STAIN_SAMPLE_SIDE`]² of up to [`STAIN_SAMPLE_TILES`] tissue tiles,
+    /// those most covered by tissue (ties to the first), without their glass
+    /// ([`GlassCells`](crate::model::backbone::GlassCells)), the pixels in one
+    /// row (the estimates are per pixel: layout means nothing to them). `None` without
+    /// tissue tiles or without tissue in them. Deterministic, so every shard of a slide estimates the
+    /// same stains.
+    pub fn stain_sample(&self) -> Result<Option<RgbImage>, SlideError> {
+        let mut ranked: Vec<(f64, usize)> = self
+            .plan
+            .tissue_tiles
+            .iter()
+            .map(|&i| {
+                let r = self.tiles[i].rect().map(|v| v as f64 * self.plan.scale);
+                (self.tissue.share(r), i)
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        let mut chosen: Vec<usize> = ranked
+            .iter()
+            .take(STAIN_SAMPLE_TILES)
+            .map(|r| r.1)
+            .collect();
+        if chosen.is_empty() {
+            return Ok(None);
+        }
+        chosen.sort_unstable();
+        let mut pixels = Vec::new();
+        for &i in &chosen {
+            let [x0, y0, x1, y1] = self.tiles[i].rect();
+            let (w, h) = (
+                (x1 - x0).min(STAIN_SAMPLE_SIDE),
+                (y1 - y0).min(STAIN_SAMPLE_SIDE),
+            );
+            let (cx, cy) = (x0 + (x1 - x0 - w) / 2, y0 + (y1 - y0 - h) / 2);
+            append_tissue(&mut pixels, &self.read_working([cx, cy, cx + w, cy + h])?);
+        }
+        if pixels.is_empty() {
+            return Ok(None);
+        }
+        let sample =
+            RgbImage::from_raw((pixels.len() / 3) as u32, 1, pixels).expect("whole pixels");
+        Ok(Some(sample))
     }
 
     fn tile_path(&self, index: usize) -> PathBuf {
@@ -787,6 +837,16 @@ pub fn nucleus_uuid(slide: &str, id: u32) -> String {
         &hex[16..20],
         &hex[20..]
     )
+}
+
+/// Appends the pixels of `image` outside its glass cells.
+fn append_tissue(pixels: &mut Vec<u8>, image: &RgbImage) {
+    let cells = crate::model::backbone::GlassCells::of(image);
+    for (x, y, p) in image.enumerate_pixels() {
+        if !cells.at(x, y) {
+            pixels.extend(p.0);
+        }
+    }
 }
 
 fn remove_if_present(path: &Path) -> Result<(), SlideError> {

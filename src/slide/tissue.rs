@@ -94,14 +94,32 @@ impl TissueMask {
 
     /// Whether any tissue lies in the level-0 rectangle `[x0, y0, x1, y1)`.
     pub fn covers(&self, rect: [f64; 4]) -> bool {
+        let ([x0, y0], [x1, y1]) = self.cells(rect);
+        (y0..y1).any(|y| (x0..x1).any(|x| self.mask[[y, x]]))
+    }
+
+    /// The share of the mask pixels touching the level-0 rectangle `[x0, y0, x1, y1)` that
+    /// are tissue (0 for a rectangle off the mask).
+    pub fn share(&self, rect: [f64; 4]) -> f64 {
+        let ([x0, y0], [x1, y1]) = self.cells(rect);
+        let total = (x1 - x0) * (y1 - y0);
+        let tissue = (y0..y1)
+            .map(|y| (x0..x1).filter(|&x| self.mask[[y, x]]).count())
+            .sum::<usize>();
+        tissue as f64 / total.max(1) as f64
+    }
+
+    /// The mask pixels touching a level-0 rectangle: `([x0, y0], [x1, y1])`, end exclusive.
+    fn cells(&self, rect: [f64; 4]) -> ([usize; 2], [usize; 2]) {
         let (h, w) = self.mask.dim();
         let to = |v: f64, n: usize| ((v / self.downsample).max(0.0) as usize).min(n);
-        let (x0, y0) = (to(rect[0], w), to(rect[1], h));
-        let (x1, y1) = (
-            to(rect[2] + self.downsample - 1e-9, w),
-            to(rect[3] + self.downsample - 1e-9, h),
-        );
-        (y0..y1).any(|y| (x0..x1).any(|x| self.mask[[y, x]]))
+        (
+            [to(rect[0], w), to(rect[1], h)],
+            [
+                to(rect[2] + self.downsample - 1e-9, w),
+                to(rect[3] + self.downsample - 1e-9, h),
+            ],
+        )
     }
 
     /// Tissue area in level-0 pixels.

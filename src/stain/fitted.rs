@@ -119,15 +119,35 @@ impl StainNormalizer for FittedClassical {
 
     fn transform(&self, image: &RgbImage) -> Result<RgbImage, StainError> {
         match self {
-            FittedClassical::Macenko { config, template } => Macenko {
-                config: config.clone(),
-                template: Some(*template),
+            FittedClassical::Macenko { config, template } => {
+                macenko(config, template).transform(image)
             }
-            .transform(image),
             FittedClassical::Reinhard { template } => {
                 Reinhard::with_template(*template).transform(image)
             }
         }
+    }
+
+    fn with_source(
+        &self,
+        sample: &RgbImage,
+    ) -> Result<Option<Box<dyn StainNormalizer>>, StainError> {
+        match self {
+            FittedClassical::Macenko { config, template } => {
+                macenko(config, template).with_source(sample)
+            }
+            FittedClassical::Reinhard { template } => {
+                Reinhard::with_template(*template).with_source(sample)
+            }
+        }
+    }
+}
+
+/// A Macenko normalizer fitted to `template`.
+fn macenko(config: &MacenkoConfig, template: &MacenkoStains) -> Macenko {
+    Macenko {
+        template: Some(*template),
+        ..Macenko::new(config.clone())
     }
 }
 

@@ -194,6 +194,9 @@ pub struct Macenko {
     pub config: MacenkoConfig,
     /// The template's stains (`None` before `fit`).
     pub template: Option<MacenkoStains>,
+    /// The source's stains, fixed in advance (see [`StainNormalizer::with_source`]);
+    /// `None` estimates each image's own.
+    pub source: Option<MacenkoStains>,
 }
 
 impl Default for Macenko {
@@ -208,6 +211,7 @@ impl Macenko {
         Macenko {
             config,
             template: None,
+            source: None,
         }
     }
 }
@@ -227,11 +231,14 @@ impl StainNormalizer for Macenko {
         let target = self
             .template
             .ok_or(StainError::NotFitted { method: "macenko" })?;
-        let source = match MacenkoStains::estimate(image, &self.config) {
-            Ok(s) => s,
-            // Blank tile: nothing to normalize.
-            Err(StainError::NoTissue { .. }) => return Ok(image.clone()),
-            Err(e) => return Err(e),
+        let source = match self.source {
+            Some(s) => s,
+            None => match MacenkoStains::estimate(image, &self.config) {
+                Ok(s) => s,
+                // Blank tile: nothing to normalize.
+                Err(StainError::NoTissue { .. }) => return Ok(image.clone()),
+                Err(e) => return Err(e),
+            },
         };
         let solver = ConcentrationSolver::new(&source.stain_matrix).expect("checked in estimate");
         let scale = [
@@ -247,5 +254,19 @@ impl StainNormalizer for Macenko {
             p.0 = std::array::from_fn(|c| intensity((m[0][c] * h + m[1][c] * e) as f32));
         }
         Ok(out)
+    }
+
+    fn with_source(
+        &self,
+        sample: &RgbImage,
+    ) -> Result<Option<Box<dyn StainNormalizer>>, StainError> {
+        match MacenkoStains::estimate(sample, &self.config) {
+            Ok(source) => Ok(Some(Box::new(Macenko {
+                source: Some(source),
+                ..self.clone()
+            }))),
+            Err(StainError::NoTissue { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }

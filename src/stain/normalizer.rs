@@ -68,6 +68,20 @@ pub trait StainNormalizer {
 
     /// Maps `image` onto the template's colours. An error before [`fit`](Self::fit).
     fn transform(&self, image: &RgbImage) -> Result<RgbImage, StainError>;
+
+    /// This normalizer with the source's statistics (Macenko's stains, Reinhard's Lab
+    /// moments) estimated once, from `sample`, and used for every image after instead of
+    /// each image's own. For the tiles of one slide, which share one staining: every tile
+    /// is then mapped alike, whatever share of it is glass or which tissue it shows.
+    /// `Ok(None)` when there is nothing to fix (no normalization; DCGMM, whose Gaussians
+    /// are per image by design) or `sample` has no tissue.
+    fn with_source(
+        &self,
+        sample: &RgbImage,
+    ) -> Result<Option<Box<dyn StainNormalizer>>, StainError> {
+        let _ = sample;
+        Ok(None)
+    }
 }
 
 /// The normalizer that does nothing ([`NormalizerKind::None`]).

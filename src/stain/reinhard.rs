@@ -54,6 +54,10 @@ impl LabStats {
 pub struct Reinhard {
     /// The template's statistics (`None` before `fit`).
     pub template: Option<LabStats>,
+    /// The source's statistics, fixed in advance (see [`StainNormalizer::with_source`]);
+    /// `None` takes each image's own.
+    #[serde(default)]
+    pub source: Option<LabStats>,
 }
 
 impl Reinhard {
@@ -61,6 +65,7 @@ impl Reinhard {
     pub fn with_template(template: LabStats) -> Self {
         Reinhard {
             template: Some(template),
+            source: None,
         }
     }
 }
@@ -84,7 +89,7 @@ impl StainNormalizer for Reinhard {
         if !has_tissue(image) {
             return Ok(image.clone());
         }
-        let source = LabStats::of(image);
+        let source = self.source.unwrap_or_else(|| LabStats::of(image));
         let scale: [f64; 3] = std::array::from_fn(|c| {
             target.std[c].max(MIN_LAB_STD) / source.std[c].max(MIN_LAB_STD)
         });
@@ -96,6 +101,19 @@ impl StainNormalizer for Reinhard {
             p.0 = lab_to_rgb(mapped);
         }
         Ok(out)
+    }
+
+    fn with_source(
+        &self,
+        sample: &RgbImage,
+    ) -> Result<Option<Box<dyn StainNormalizer>>, StainError> {
+        check_non_empty(sample)?;
+        Ok(has_tissue(sample).then(|| {
+            Box::new(Reinhard {
+                source: Some(LabStats::of(sample)),
+                ..*self
+            }) as Box<dyn StainNormalizer>
+        }))
     }
 }
 

@@ -22,11 +22,13 @@ pub fn monuseg() -> PathBuf {
     shared().join("data/monuseg-kumar")
 }
 
-pub fn tmp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("nucseg-test-{}-{}", name, std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+#[path = "../../src/test_util.rs"]
+mod test_util;
+pub use test_util::TempDir;
+
+/// A fresh scratch folder `nucseg-test-<name>-<pid>`, removed when dropped (see `TempDir`).
+pub fn tmp_dir(name: &str) -> TempDir {
+    test_util::temp_dir(name)
 }
 
 /// CRC-32 (ISO-HDLC, as PNG uses), bit by bit: small and independent of any crate.

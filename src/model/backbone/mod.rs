@@ -8,5 +8,7 @@ mod resnet;
 
 pub use fpn::{Fpn, FpnConfig};
 pub use norm::{FrozenBatchNorm2d, FrozenBatchNorm2dConfig, Norm2d, NormKind};
-pub use norm_region::{NormRegion, GLASS_CELL, GLASS_CELL_FRACTION, GLASS_MIN_INTENSITY};
+pub use norm_region::{
+    GlassCells, NormRegion, GLASS_CELL, GLASS_CELL_FRACTION, GLASS_MIN_INTENSITY,
+};
 pub use resnet::{BasicBlock, Bottleneck, Downsample, ResNet, ResNetConfig, ResidualBlock};

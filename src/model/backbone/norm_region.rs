@@ -26,6 +26,47 @@ pub const GLASS_MIN_INTENSITY: u8 = 220;
 /// scanner's noise and a tissue fold's edge leave a few).
 pub const GLASS_CELL_FRACTION: f32 = 0.98;
 
+/// Which [`GLASS_CELL`]² cells of an image are glass: at least [`GLASS_CELL_FRACTION`] of
+/// their pixels are at least [`GLASS_MIN_INTENSITY`] in every channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlassCells {
+    /// Cells per row, `⌈W / GLASS_CELL⌉` (the last may be narrower).
+    pub cols: usize,
+    /// Rows of cells, `⌈H / GLASS_CELL⌉`.
+    pub rows: usize,
+    /// Row by row: whether the cell is glass.
+    pub glass: Vec<bool>,
+}
+
+impl GlassCells {
+    /// The glass cells of `image`.
+    pub fn of(image: &RgbImage) -> Self {
+        let cols = (image.width() as usize).div_ceil(GLASS_CELL);
+        let rows = (image.height() as usize).div_ceil(GLASS_CELL);
+        // Background and all pixels per cell.
+        let mut background = vec![0u32; cols * rows];
+        let mut pixels = vec![0u32; cols * rows];
+        for (x, y, p) in image.enumerate_pixels() {
+            let k = (y as usize / GLASS_CELL) * cols + x as usize / GLASS_CELL;
+            pixels[k] += 1;
+            if p.0.iter().all(|&v| v >= GLASS_MIN_INTENSITY) {
+                background[k] += 1;
+            }
+        }
+        let glass = background
+            .iter()
+            .zip(&pixels)
+            .map(|(&b, &n)| b as f32 >= GLASS_CELL_FRACTION * n as f32)
+            .collect();
+        GlassCells { cols, rows, glass }
+    }
+
+    /// Whether the pixel `(x, y)` lies in a glass cell.
+    pub fn at(&self, x: u32, y: u32) -> bool {
+        self.glass[(y as usize / GLASS_CELL) * self.cols + x as usize / GLASS_CELL]
+    }
+}
+
 /// The cells of a batch whose pixels enter group norm's statistics.
 ///
 /// # Shapes
@@ -55,23 +96,16 @@ impl NormRegion {
         let mut cells = vec![0.0f32; images.len() * hc * wc];
         let mut any_region = false;
         for (b, image) in images.iter().enumerate() {
-            // Background and image pixels per cell.
-            let mut background = vec![0u32; hc * wc];
-            let mut inside = vec![0u32; hc * wc];
-            for (x, y, p) in image.enumerate_pixels() {
-                let k = (y as usize / GLASS_CELL) * wc + x as usize / GLASS_CELL;
-                inside[k] += 1;
-                if p.0.iter().all(|&v| v >= GLASS_MIN_INTENSITY) {
-                    background[k] += 1;
-                }
-            }
+            let own = GlassCells::of(image);
+            // Cells of the padded grid: `inside` the image, and glass.
+            let inside: Vec<bool> = (0..hc * wc)
+                .map(|k| k / wc < own.rows && k % wc < own.cols)
+                .collect();
             let glass: Vec<bool> = (0..hc * wc)
-                .map(|k| {
-                    inside[k] > 0 && background[k] as f32 >= GLASS_CELL_FRACTION * inside[k] as f32
-                })
+                .map(|k| inside[k] && own.glass[(k / wc) * own.cols + k % wc])
                 .collect();
             let out = &mut cells[b * hc * wc..(b + 1) * hc * wc];
-            let image_cells = inside.iter().filter(|&&n| n > 0).count();
+            let image_cells = own.glass.len();
             let glass_cells = glass.iter().filter(|&&g| g).count();
             if glass_cells > 0
                 && glass_cells < image_cells
@@ -80,7 +114,7 @@ impl NormRegion {
                 any_region = true;
                 // Tissue cells only: glass and padding (not image) are left out.
                 for k in 0..hc * wc {
-                    out[k] = f32::from(inside[k] > 0 && !glass[k]);
+                    out[k] = f32::from(inside[k] && !glass[k]);
                 }
             } else {
                 // Little or no glass (or nothing but glass): the whole padded input, as

@@ -399,8 +399,7 @@ mod tests {
     #[test]
     fn save_load_round_trip_and_config_errors() {
         let device = Device::default();
-        let dir = std::env::temp_dir().join(format!("nucseg-dcgmm-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_util::temp_dir("dcgmm-save");
         let model = tiny().with_clusters(4).init(&device).unwrap();
         let path = dir.join("m.bpk");
         model.save(&path).unwrap();
