@@ -10,17 +10,22 @@
 //! ```text
 //! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv
 //! ```
+//! or over another annotated set (`images/` + `masks/`, e.g. Naylor's TNBC), optionally leave
+//! one patient out with a model per patient (`scripts/bns_lopo.sh` trains them):
+//! ```text
+//! cargo run --release --example evaluate -- --setups all --data ../shared/data/tnbc --fold-models bns-folds
+//! ```
 
 mod common;
 
-use std::{path::PathBuf, process::ExitCode};
+use std::{collections::BTreeSet, path::PathBuf, process::ExitCode};
 
 use clap::{ArgGroup, Parser};
 use common::{exit_code, progress_bar};
 use nucseg::{
     backend::BackendKind,
-    data::{KumarSplit, MonusegDataset},
-    metrics::{evaluate_folders_where, results_csv, results_table, ResultRow},
+    data::{open_dataset, KumarSplit, MonusegDataset},
+    metrics::{evaluate_folders_where, results_csv, results_table, Evaluation, ResultRow},
     pipeline::Preset,
     pretrained::{default_model, load_bundle},
 };
@@ -51,9 +56,14 @@ struct Args {
     /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// MoNuSeg / Kumar folder (setup mode).
+    /// Setup mode: a MoNuSeg / Kumar folder (scored on --split, default test), or a folder
+    /// of `images/` + `masks/` (every image; binary masks are split into components).
     #[arg(long, default_value = "../shared/data/monuseg-kumar")]
     data: PathBuf,
+    /// Leave one patient out: each image is segmented by `<folder>/<patient>/model.safetensors`,
+    /// the patient being its name up to the first `_` (Naylor's `03_2.png`: patient 03).
+    #[arg(long, conflicts_with = "model", requires = "setups")]
+    fold_models: Option<PathBuf>,
     /// Write the setup results as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
@@ -102,12 +112,51 @@ fn run(args: Args) -> nucseg::Result<()> {
         Some(list) => list.split(',').map(str::parse).collect::<Result<_, _>>()?,
     };
     let device = args.device.device()?;
-    let bundle = match &args.model {
-        Some(p) => load_bundle(p, &device)?,
-        None => default_model(&device)?,
+    let samples = if args.data.join("masks").is_dir() {
+        if let Some(split) = args.split {
+            return Err(nucseg::data::DataError::Dataset {
+                dir: args.data.clone(),
+                message: format!(
+                    "--split {} applies to Kumar folders, not images/ + masks/",
+                    split.name()
+                ),
+            }
+            .into());
+        }
+        open_dataset(&args.data)?
+    } else {
+        MonusegDataset::open(&args.data)?.split(args.split.unwrap_or(KumarSplit::Test))?
     };
-    let dataset = MonusegDataset::open(&args.data)?;
-    let samples = dataset.split(args.split.unwrap_or(KumarSplit::Test))?;
+    // The models and the images each segments: one model for all, or one per patient.
+    let patient = |id: &str| id.split('_').next().unwrap_or(id).to_string();
+    let folds = match &args.fold_models {
+        Some(dir) => samples
+            .iter()
+            .map(|s| patient(&s.id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .map(|p| {
+                Ok((
+                    Some(p.clone()),
+                    load_bundle(&dir.join(&p).join("model.safetensors"), &device)?,
+                ))
+            })
+            .collect::<nucseg::Result<Vec<_>>>()?,
+        None => vec![(
+            None,
+            match &args.model {
+                Some(p) => load_bundle(p, &device)?,
+                None => default_model(&device)?,
+            },
+        )],
+    };
+    if let Some(dir) = &args.fold_models {
+        eprintln!(
+            "{} patients, each segmented by its model in {}",
+            folds.len(),
+            dir.display()
+        );
+    }
     let organ = |stem: &str| {
         samples
             .iter()
@@ -124,20 +173,37 @@ fn run(args: Args) -> nucseg::Result<()> {
                 .with_tile_size(tile)
                 .with_stride(tile.saturating_sub(args.overlap));
         }
-        let pipeline = bundle.pipeline(config)?;
         let bar = progress_bar(samples.len() as u64, setup.name(), true);
         let mut secs = 0.0;
-        let evaluation = pipeline.evaluate(&samples, None, |done, _, _, image_secs| {
-            secs += image_secs;
-            bar.set_position(done as u64)
-        })?;
+        let mut scored = Vec::new();
+        for (fold, bundle) in &folds {
+            let pipeline = bundle.pipeline(config.clone())?;
+            let mine: Vec<_> = samples
+                .iter()
+                .filter(|s| fold.as_ref().is_none_or(|p| *p == patient(&s.id)))
+                .cloned()
+                .collect();
+            let before = scored.len();
+            let evaluation = pipeline.evaluate(&mine, None, |done, _, _, image_secs| {
+                secs += image_secs;
+                bar.set_position((before + done) as u64)
+            })?;
+            scored.extend(evaluation.images);
+        }
+        let evaluation = Evaluation::from_images(scored);
         bar.finish_and_clear();
         eprintln!(
             "{setup}: {} images, {:.1} s per image",
             samples.len(),
             secs / samples.len().max(1) as f64
         );
-        for (group, summary) in evaluation.grouped(organ) {
+        // Kumar: per organ and overall; a set without organs: overall only.
+        let groups = if samples.iter().any(|s| s.organ.is_some()) {
+            evaluation.grouped(organ)
+        } else {
+            vec![("overall".to_string(), evaluation.summary.clone())]
+        };
+        for (group, summary) in groups {
             rows.push(ResultRow {
                 setup: setup.to_string(),
                 group,

@@ -60,6 +60,7 @@ fn the_seeds_are_valid_files_of_their_kind() {
         ("pyramid.tif", "tiff", 3, Some(0.25)),
         ("classic.tif", "tiff", 3, None),
         ("aperio.svs", "aperio-svs", 2, Some(0.5)),
+        ("ome-subifd.tif", "ome-tiff", 4, Some(0.5)),
     ] {
         let slide = TiffSlide::open(corpus.join("slide_reader").join(name)).unwrap();
         assert_eq!(

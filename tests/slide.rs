@@ -75,6 +75,41 @@ fn pyramidal_tiff_and_bigtiff_round_trip_exactly() {
 }
 
 #[test]
+fn ome_tiff_with_its_levels_in_sub_ifds_reads_every_level() {
+    let dir = common::tmp_dir("slide-subifd");
+    let image = gradient(700, 500);
+    for bigtiff in [true, false] {
+        let write = |layout, name: &str| {
+            let path = dir.join(format!("{name}-{bigtiff}.ome.tif"));
+            let options = PyramidOptions {
+                layout,
+                tile_size: 128,
+                mpp: Some(0.25),
+                description: Some("<OME></OME>".into()),
+            };
+            write_pyramid(&path, &image, &options).unwrap();
+            TiffSlide::open(&path).unwrap()
+        };
+        let chain = write(TiffLayout::Pyramidal { bigtiff }, "chain");
+        let subs = write(TiffLayout::SubIfds { bigtiff }, "subs");
+        // The main chain holds level 0 alone: the reduced levels come from its SubIFDs.
+        let file = std::fs::File::open(subs.path()).unwrap();
+        assert!(!tiff::decoder::Decoder::new(file).unwrap().more_images());
+        assert_eq!(subs.format(), "ome-tiff");
+        assert_eq!(subs.levels(), chain.levels());
+        assert_eq!(subs.levels().len(), 4);
+        for (level, l) in subs.levels().iter().enumerate() {
+            let (w, h) = (l.width + 10, l.height + 10);
+            assert_eq!(
+                subs.read_region(level, -5, -5, w, h).unwrap(),
+                chain.read_region(level, -5, -5, w, h).unwrap(),
+                "level {level}"
+            );
+        }
+    }
+}
+
+#[test]
 fn ome_tiff_gives_its_physical_size_and_a_resolution_tag_its_own() {
     let dir = common::tmp_dir("slide-ome");
     let image = gradient(300, 200);

@@ -1,7 +1,8 @@
 //! Whole-slide images read tile by tile: tiled or stripped TIFF and BigTIFF, pyramidal
-//! (every reduced level in the main IFD chain, as libvips, Aperio and QuPath write them),
-//! OME-TIFF (the base level) and Aperio SVS (JPEG tiles with shared `JPEGTables`). Only the
-//! tiles a region needs are read; nothing else of the slide is held in memory.
+//! (every reduced level in the main IFD chain, as libvips, Aperio and QuPath write them, or
+//! in the base level's SubIFDs, as OME-TIFF since Bio-Formats 6 does), OME-TIFF and Aperio
+//! SVS (JPEG tiles with shared `JPEGTables`). Only the tiles a region needs are read;
+//! nothing else of the slide is held in memory.
 //!
 //! Pixel size (µm per pixel at level 0) comes from, in this order: the Aperio
 //! description's `MPP = …`, the OME-XML `PhysicalSizeX` (µm, nm or mm), the TIFF
@@ -24,6 +25,9 @@ use tiff::{
 
 use super::SlideError;
 
+/// SubIFDs of the base level read as candidate levels, at most (a pyramid halving a
+/// 2^18-px side needs 18).
+pub const MAX_SUB_IFDS: usize = 64;
 /// Largest tile (or strip) side accepted, so a hostile header cannot ask for a huge buffer.
 pub const MAX_CHUNK_SIDE: u32 = 8192;
 /// Largest compressed tile accepted (bytes).
@@ -145,7 +149,7 @@ pub struct TiffSlide {
     mpp: Option<f64>,
     format: &'static str,
     description: String,
-    decoders: Vec<Mutex<Decoder<BufReader<File>>>>,
+    decoders: Vec<Mutex<Decoder<SlideFile>>>,
     file: Mutex<File>,
     cache: Mutex<ChunkCache>,
 }
@@ -216,19 +220,20 @@ impl TiffSlide {
     /// 2000, old-style JPEG); tiles over [`MAX_CHUNK_SIDE`]; an implausible pixel size.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SlideError> {
         let path = path.as_ref().to_path_buf();
-        let open = || {
+        let open = |first_ifd: Option<u64>| {
             File::open(&path)
-                .map(BufReader::new)
+                .map(|f| SlideFile::new(BufReader::new(f), first_ifd))
                 .map_err(|e| SlideError::io(&path, e))
         };
         let format_error = |e: tiff::TiffError| SlideError::Format {
             path: path.clone(),
             message: e.to_string(),
         };
-        let mut decoder = Decoder::new(open()?)
+        let mut decoder = Decoder::new(open(None)?)
             .map_err(format_error)?
             .with_limits(limits());
-        let mut directories = Vec::new();
+        // (where: the directory's index in the main chain, or the offset of a SubIFD)
+        let mut directories: Vec<(Where, Directory)> = Vec::new();
         for ifd in 0.. {
             if ifd > 0 {
                 if !decoder.more_images() || ifd >= 1024 {
@@ -240,7 +245,30 @@ impl TiffSlide {
                     Err(_) => continue,
                 }
             }
-            directories.push((ifd, directory(&mut decoder).map_err(format_error)?));
+            directories.push((
+                Where::Chain(ifd),
+                directory(&mut decoder).map_err(format_error)?,
+            ));
+            if ifd == 0 {
+                // OME-TIFF's reduced levels: SubIFDs of the base level, each read as the first
+                // directory of a view of the file whose header points at it.
+                let subs = decoder
+                    .find_tag(Tag::SubIfd)
+                    .ok()
+                    .flatten()
+                    .and_then(|v| v.into_u64_vec().ok())
+                    .unwrap_or_default();
+                for offset in subs.into_iter().take(MAX_SUB_IFDS) {
+                    let sub = Decoder::new(open(Some(offset))?)
+                        .map(|d| d.with_limits(limits()))
+                        .and_then(|mut d| directory(&mut d));
+                    // A SubIFD the tiff crate cannot parse is not a level.
+                    if let Ok(d) = sub {
+                        directories.push((Where::SubIfd(offset), d));
+                    }
+                }
+                decoder.seek_to_image(0).map_err(format_error)?;
+            }
         }
         let (_, base) = directories
             .first()
@@ -259,8 +287,11 @@ impl TiffSlide {
         };
         // Level 0, then every later directory of the same aspect that is smaller than the
         // level before and tiled (Aperio's thumbnail, label and macro images are strips).
-        let mut chosen = vec![(0usize, base.clone())];
-        for (ifd, d) in directories.iter().skip(1) {
+        // Candidates largest first (the chain's and the SubIFDs' levels together).
+        let mut candidates: Vec<&(Where, Directory)> = directories.iter().skip(1).collect();
+        candidates.sort_by_key(|(_, d)| std::cmp::Reverse(d.width));
+        let mut chosen = vec![(Where::Chain(0), base.clone())];
+        for (ifd, d) in candidates {
             let last = &chosen.last().expect("level 0").1;
             // The same downsample along both axes, up to rounding of the level's size.
             let expected_height = base.height as f64 * d.width as f64 / base.width as f64;
@@ -282,11 +313,15 @@ impl TiffSlide {
         }
         let mpp = pixel_size(&path, &description, &base)?;
         let (mut levels, mut codings, mut decoders) = (Vec::new(), Vec::new(), Vec::new());
-        for (level, (ifd, d)) in chosen.into_iter().enumerate() {
+        for (level, (at, d)) in chosen.into_iter().enumerate() {
             let (info, coding) = d.into_level(&path, level, base.width, base.height)?;
             levels.push(info);
             codings.push(coding);
-            let mut d = Decoder::new(open()?)
+            let (first, ifd) = match at {
+                Where::Chain(ifd) => (None, ifd),
+                Where::SubIfd(offset) => (Some(offset), 0),
+            };
+            let mut d = Decoder::new(open(first)?)
                 .map_err(format_error)?
                 .with_limits(limits());
             d.seek_to_image(ifd).map_err(format_error)?;
@@ -478,6 +513,72 @@ impl SlideReader for TiffSlide {
     }
 }
 
+/// Where a directory is: its index in the main chain, or a SubIFD's offset.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Where {
+    Chain(usize),
+    SubIfd(u64),
+}
+
+/// The slide file as the `tiff` crate reads it: as it is, or with the header's offset of
+/// the first directory replaced, so that the crate decodes a SubIFD (which it cannot seek
+/// to) as its first image.
+#[derive(Debug)]
+struct SlideFile {
+    file: BufReader<File>,
+    pos: u64,
+    /// The header's first-directory field (its position) and the bytes that replace it.
+    first_ifd: Option<(u64, Vec<u8>)>,
+}
+
+impl SlideFile {
+    fn new(mut file: BufReader<File>, first_ifd: Option<u64>) -> Self {
+        let first_ifd = first_ifd.and_then(|offset| {
+            let mut head = [0u8; 4];
+            file.read_exact(&mut head).ok()?;
+            file.seek(SeekFrom::Start(0)).ok()?;
+            let little = &head[..2] == b"II";
+            let big = u16::from_le_bytes([head[2], head[3]]) == 43
+                || u16::from_be_bytes([head[2], head[3]]) == 43;
+            let bytes = match (big, little) {
+                (true, true) => offset.to_le_bytes().to_vec(),
+                (true, false) => offset.to_be_bytes().to_vec(),
+                (false, true) => u32::try_from(offset).ok()?.to_le_bytes().to_vec(),
+                (false, false) => u32::try_from(offset).ok()?.to_be_bytes().to_vec(),
+            };
+            Some((if big { 8 } else { 4 }, bytes))
+        });
+        SlideFile {
+            file,
+            pos: 0,
+            first_ifd,
+        }
+    }
+}
+
+impl Read for SlideFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if let Some((at, bytes)) = &self.first_ifd {
+            for (k, b) in bytes.iter().enumerate() {
+                let i = at + k as u64;
+                if i >= self.pos && i < self.pos + n as u64 {
+                    buf[(i - self.pos) as usize] = *b;
+                }
+            }
+        }
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl Seek for SlideFile {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        self.pos = self.file.seek(to)?;
+        Ok(self.pos)
+    }
+}
+
 /// The tags of one directory that decide whether and how it is read.
 #[derive(Debug, Clone)]
 struct Directory {
@@ -496,10 +597,10 @@ struct Directory {
     byte_counts: Vec<u64>,
 }
 
-fn directory(d: &mut Decoder<BufReader<File>>) -> tiff::TiffResult<Directory> {
+fn directory(d: &mut Decoder<SlideFile>) -> tiff::TiffResult<Directory> {
     let (width, height) = d.dimensions()?;
     let tiled = d.get_chunk_type() == ChunkType::Tile;
-    let unsigned = |d: &mut Decoder<BufReader<File>>, tag| -> tiff::TiffResult<Option<u64>> {
+    let unsigned = |d: &mut Decoder<SlideFile>, tag| -> tiff::TiffResult<Option<u64>> {
         Ok(d.find_tag(tag)?.and_then(|v| v.into_u64().ok()))
     };
     let compression = unsigned(d, Tag::Compression)?.unwrap_or(1) as u16;
@@ -525,7 +626,7 @@ fn directory(d: &mut Decoder<BufReader<File>>) -> tiff::TiffResult<Directory> {
     } else {
         (Tag::StripOffsets, Tag::StripByteCounts)
     };
-    let vec64 = |d: &mut Decoder<BufReader<File>>, tag| -> tiff::TiffResult<Vec<u64>> {
+    let vec64 = |d: &mut Decoder<SlideFile>, tag| -> tiff::TiffResult<Vec<u64>> {
         Ok(d.find_tag(tag)?
             .map(|v| v.into_u64_vec())
             .transpose()?

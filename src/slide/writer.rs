@@ -23,6 +23,13 @@ pub enum TiffLayout {
         /// Write BigTIFF rather than classic TIFF.
         bigtiff: bool,
     },
+    /// As [`Pyramidal`](Self::Pyramidal), but the reduced levels are SubIFDs of level 0
+    /// (tag 330) instead of later directories of the main chain, as OME-TIFF has written
+    /// its pyramids since Bio-Formats 6.
+    SubIfds {
+        /// Write BigTIFF rather than classic TIFF.
+        bigtiff: bool,
+    },
     /// Aperio SVS (classic TIFF): JPEG tiles (Photometric YCbCr) with shared tables at
     /// `quality`, a thumbnail, levels reduced 4× each, `AppMag = app_mag`.
     AperioSvs {
@@ -93,7 +100,7 @@ pub fn write_pyramid(
         return Err(SlideError::invalid(path, "cannot write an empty image"));
     }
     let (big, factor) = match options.layout {
-        TiffLayout::Pyramidal { bigtiff } => (bigtiff, 2),
+        TiffLayout::Pyramidal { bigtiff } | TiffLayout::SubIfds { bigtiff } => (bigtiff, 2),
         TiffLayout::AperioSvs { .. } => (false, 4),
     };
     let mut levels = vec![image.clone()];
@@ -112,10 +119,13 @@ pub fn write_pyramid(
         levels.push(next);
     }
     let mut file = TiffBytes::new(big);
+    // Each level's tiles are written as it comes; the directories after, when the
+    // SubIFDs' offsets are known.
+    let mut directories = Vec::new();
     for (k, level) in levels.iter().enumerate() {
         let downsample = image.width() as f64 / level.width() as f64;
-        let mut entries = match options.layout {
-            TiffLayout::Pyramidal { .. } => {
+        let entries = match options.layout {
+            TiffLayout::Pyramidal { .. } | TiffLayout::SubIfds { .. } => {
                 let mut e = tiled_level(&mut file, level, ts, Compression::Deflate)
                     .map_err(|m| SlideError::invalid(path, m))?;
                 if let Some(mpp) = options.mpp {
@@ -152,11 +162,22 @@ pub fn write_pyramid(
                 e
             }
         };
-        file.directory(&mut entries);
+        directories.push(entries);
         if k == 0 && matches!(options.layout, TiffLayout::AperioSvs { .. }) {
-            let mut thumb = thumbnail(&mut file, image);
-            file.directory(&mut thumb);
+            directories.push(thumbnail(&mut file, image));
         }
+    }
+    if let TiffLayout::SubIfds { .. } = options.layout {
+        let subs: Vec<u64> = directories[1..]
+            .iter_mut()
+            .map(|entries| file.write_directory(entries).0)
+            .collect();
+        let entry = file.sub_ifds(&subs);
+        directories.truncate(1);
+        directories[0].push(entry);
+    }
+    for entries in &mut directories {
+        file.directory(entries);
     }
     if !big && file.data.len() as u64 > u32::MAX as u64 {
         return Err(SlideError::invalid(
@@ -447,9 +468,23 @@ impl TiffBytes {
         }
     }
 
-    /// Appends a directory (entries sorted by tag, long values out of line) and links it
-    /// from the previous one.
+    /// The SubIFDs tag (330) pointing at `offsets`: IFD8 in BigTIFF, IFD in TIFF.
+    fn sub_ifds(&self, offsets: &[u64]) -> Entry {
+        let mut e = self.offsets(330, offsets);
+        e.kind = if self.big { 18 } else { 13 };
+        e
+    }
+
+    /// Appends a directory and links it from the previous one.
     fn directory(&mut self, entries: &mut [Entry]) {
+        let (at, next) = self.write_directory(entries);
+        self.put_offset(self.next_pointer, at);
+        self.next_pointer = next;
+    }
+
+    /// Appends a directory (entries sorted by tag, long values out of line) that nothing
+    /// links to yet; returns its offset and where its pointer to a next directory is.
+    fn write_directory(&mut self, entries: &mut [Entry]) -> (u64, usize) {
         entries.sort_by_key(|e| e.tag);
         let inline = if self.big { 8 } else { 4 };
         let mut values = Vec::with_capacity(entries.len());
@@ -464,7 +499,6 @@ impl TiffBytes {
         }
         self.align();
         let at = self.data.len() as u64;
-        self.put_offset(self.next_pointer, at);
         if self.big {
             self.data
                 .extend_from_slice(&(entries.len() as u64).to_le_bytes());
@@ -487,7 +521,8 @@ impl TiffBytes {
             }
             self.data.extend_from_slice(&field);
         }
-        self.next_pointer = self.data.len();
+        let next = self.data.len();
         self.data.extend(std::iter::repeat_n(0, inline));
+        (at, next)
     }
 }
