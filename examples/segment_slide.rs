@@ -26,7 +26,7 @@ use nucseg::{
     postprocess::TtaSet,
     slide::{
         cohort_csv, cohort_summaries, open_slide, read_manifest, task_index, Prepared, Shard,
-        SlideConfig, SlideError, SlideRun,
+        SlideConfig, SlideError, SlideRun, StainGroups,
     },
 };
 
@@ -68,12 +68,21 @@ struct Args {
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
-    /// Macenko / Reinhard source stains: estimated once per slide from a sample of its
-    /// tissue (`slide`), or per tile (`tile`).
-    #[arg(long, default_value = "slide", value_parser = ["slide", "tile"])]
-    stains: String,
+    /// Macenko / Reinhard source stains: estimated once per tissue piece (`piece`: a
+    /// separate estimate for each part of the tissue mask, as for a microarray's cores),
+    /// once per slide (`slide`), or per tile (`tile`).
+    #[arg(long, value_enum, default_value_t = Stains::Piece)]
+    stains: Stains,
     #[command(flatten)]
     pipeline: common::PipelineArgs,
+}
+
+/// Where the normalizer's source stains are estimated (`--stains`).
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum Stains {
+    Piece,
+    Slide,
+    Tile,
 }
 
 fn main() -> ExitCode {
@@ -127,11 +136,11 @@ fn run(args: Args) -> nucseg::Result<()> {
     let out = args.out.join(&id);
     let device = args.device.device()?;
     let (bundle, normalizer) = args.model.load(&device)?;
-    let mut pipeline = Pipeline::new(pipeline_config, &bundle.model, normalizer)?;
+    let normalizer_name = normalizer.as_ref().map_or("none", |n| n.name());
     let segmenter = format!(
-        "model {} · normalization {} (stains per {}) · TTA {} (views ≥ {}) · tile {} overlap {}",
+        "model {} · normalization {} (stains per {:?}) · TTA {} (views ≥ {}) · tile {} overlap {}",
         bundle.path.display(),
-        pipeline.normalizer_name(),
+        normalizer_name,
         args.stains,
         args.tta.name(),
         args.pipeline.view_min_score,
@@ -185,21 +194,58 @@ fn run(args: Args) -> nucseg::Result<()> {
         );
     }
     if !args.merge {
-        if args.stains == "slide" {
-            if let Some(sample) = run.stain_sample()? {
-                if pipeline.fix_source_stains(&sample)? {
-                    println!(
-                        "{} stains estimated once, from {} px of the slide's tissue",
-                        pipeline.normalizer_name(),
-                        sample.width()
-                    );
+        // One pipeline per stain group, each with the group's source stains fixed; one with
+        // the normalizer as it is for --stains tile, or a normalizer with nothing to fix.
+        let groups = match args.stains {
+            Stains::Tile => None,
+            Stains::Piece => Some(run.stain_groups()?),
+            Stains::Slide => run.stain_sample()?.map(|sample| {
+                let mut group_of_tile = vec![None; plan.tiles_total];
+                plan.tissue_tiles
+                    .iter()
+                    .for_each(|&i| group_of_tile[i] = Some(0));
+                StainGroups {
+                    samples: vec![sample],
+                    group_of_tile,
                 }
+            }),
+        };
+        let fixed = match (&groups, &normalizer) {
+            (Some(g), Some(n)) if !g.samples.is_empty() => g
+                .samples
+                .iter()
+                .map(|sample| n.with_source(sample))
+                .collect::<Result<Vec<_>, _>>()?
+                .into_iter()
+                .collect::<Option<Vec<_>>>(),
+            _ => None,
+        };
+        let (pipelines, group_of_tile) = match (fixed, groups) {
+            (Some(fixed), Some(groups)) => {
+                println!(
+                    "{normalizer_name} stains estimated {} from {} px of tissue",
+                    match fixed.len() {
+                        1 => "once".to_string(),
+                        n => format!("for {n} tissue pieces"),
+                    },
+                    groups.samples.iter().map(|s| s.width() as u64).sum::<u64>()
+                );
+                let pipelines = fixed
+                    .into_iter()
+                    .map(|n| Pipeline::new(pipeline_config.clone(), &bundle.model, Some(n)))
+                    .collect::<nucseg::Result<Vec<_>>>()?;
+                (pipelines, groups.group_of_tile)
             }
-        }
+            _ => (
+                vec![Pipeline::new(pipeline_config, &bundle.model, normalizer)?],
+                Vec::new(),
+            ),
+        };
         let shard = args.shard.unwrap_or(Shard::ALL);
         let missing = run.missing_tiles().len();
         let bar = progress_bar(0, "tiles", true);
-        let segmented = run.segment_tiles(&pipeline, shard, |p| {
+        let of_tile = |i: usize| &pipelines[group_of_tile.get(i).copied().flatten().unwrap_or(0)];
+        let segmented = run.segment_tiles_by(of_tile, shard, |p| {
             bar.set_length(p.total as u64);
             bar.set_position(p.done as u64);
             bar.set_message(format!("{} nuclei", p.nuclei));

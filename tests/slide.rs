@@ -363,6 +363,34 @@ fn a_slide_run_equals_the_image_pipeline_and_shards_merge_to_the_same_bytes() {
         "glass: sample {sampled:.3}, tissue tiles {everywhere:.3}"
     );
 
+    // By tissue piece: the two images, each tile in the group of the image it lies over
+    // most, each group's sample from its own image (closer to its mean colour).
+    let groups = run.stain_groups().unwrap();
+    assert_eq!(groups.samples.len(), 2);
+    for &i in &plan.tissue_tiles {
+        let [x0, _, x1, _] = tiles[i].rect();
+        let (over_a, over_b) = (
+            (x1.min(1300) as i64 - x0.max(300) as i64).max(0),
+            (x1.min(3100) as i64 - x0.max(2100) as i64).max(0),
+        );
+        if over_a == over_b {
+            continue; // over the tissue mask's margin only
+        }
+        let expected = if over_a > over_b { 0 } else { 1 };
+        assert_eq!(groups.group_of_tile[i], Some(expected), "tile {i}");
+    }
+    let mean = |img: &RgbImage| {
+        let n = img.pixels().len() as f64;
+        [0, 1, 2].map(|c| img.pixels().map(|p| p.0[c] as f64).sum::<f64>() / n)
+    };
+    let distance = |a: [f64; 3], b: [f64; 3]| (0..3).map(|c| (a[c] - b[c]).powi(2)).sum::<f64>();
+    let (a, b) = (
+        mean(&crop(&image, 300, 600, 1000, 1000)),
+        mean(&crop(&image, 2100, 600, 1000, 1000)),
+    );
+    let (s0, s1) = (mean(&groups.samples[0]), mean(&groups.samples[1]));
+    assert!(distance(s0, a) < distance(s0, b) && distance(s1, b) < distance(s1, a));
+
     let mut reports = 0;
     assert_eq!(
         run.segment_tiles(&segmenter, Shard::ALL, |_| reports += 1)
@@ -540,6 +568,7 @@ fn glass_gives_an_empty_result_and_the_pixel_size_sets_the_working_scale() {
     );
     assert!(plan.tissue_tiles.is_empty() && plan.tiles_total == 2);
     assert!(run.stain_sample().unwrap().is_none());
+    assert!(run.stain_groups().unwrap().samples.is_empty());
     assert_eq!(
         run.segment_tiles(&ClassicalBaseline::default(), Shard::ALL, |_| {})
             .unwrap(),

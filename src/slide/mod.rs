@@ -28,7 +28,8 @@ pub use reader::{
 };
 pub use run::{
     nucleus_uuid, Distribution, Prepared, Shard, SlideConfig, SlidePlan, SlideProgress, SlideRun,
-    SlideSummary, GEOJSON_FILE, SUMMARY_FILE, THUMBNAIL_FILE, WORK_DIR,
+    SlideSummary, StainGroups, GEOJSON_FILE, STAIN_SAMPLE_SIDE, STAIN_SAMPLE_TILES, SUMMARY_FILE,
+    THUMBNAIL_FILE, WORK_DIR,
 };
 pub use store::{read_tile, write_tile};
 pub use tissue::{thumbnail, TissueConfig, TissueMask};

@@ -39,6 +39,7 @@ use super::{
 };
 use crate::{
     colour::{deconvolve, RUIFROK_HED},
+    data::{connected_components, Connectivity},
     export::{measure_nucleus, nucleus_feature, outer_contour, GeoJsonConfig, NucleusMeasurements},
     instances::{Instance, InstanceSegmenter, Nucleus, OverlapConfig},
     postprocess::{exclusive_masks, Stitcher, Tile, TilerConfig},
@@ -247,6 +248,15 @@ pub const STAIN_SAMPLE_SIDE: u32 = 512;
 /// The work folder (tile files and plan), removed when the slide is finished.
 pub const WORK_DIR: &str = "work";
 
+/// Tissue tiles grouped for their stain estimates ([`SlideRun::stain_groups`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StainGroups {
+    /// Each group's sample of tissue (one row of pixels).
+    pub samples: Vec<RgbImage>,
+    /// Each tile's group (an index into `samples`); `None` for tiles without tissue.
+    pub group_of_tile: Vec<Option<usize>>,
+}
+
 impl<'a> SlideRun<'a> {
     /// Plans a run of `slide` into the folder `out`: pixel size (`mpp` overrides the
     /// file's), level and scale, tissue, tiles. `segmenter` describes the model and its
@@ -433,14 +443,87 @@ impl<'a> SlideRun<'a> {
     /// ([`Pipeline::fix_source_stains`](crate::pipeline::Pipeline::fix_source_stains)):
     /// the central [`STAIN_SAMPLE_SIDE`]² of up to [`STAIN_SAMPLE_TILES`] tissue tiles,
     /// those most covered by tissue (ties to the first), without their glass
-    /// ([`GlassCells`](crate::model::backbone::GlassCells)), the pixels in one
-    /// row (the estimates are per pixel: layout means nothing to them). `None` without
-    /// tissue tiles or without tissue in them. Deterministic, so every shard of a slide estimates the
+    /// ([`GlassCells`](crate::model::backbone::GlassCells)), the pixels in one row (the
+    /// estimates are per pixel: layout means nothing to them). `None` without tissue tiles
+    /// or without tissue in them. Deterministic, so every shard of a slide estimates the
     /// same stains.
     pub fn stain_sample(&self) -> Result<Option<RgbImage>, SlideError> {
-        let mut ranked: Vec<(f64, usize)> = self
-            .plan
-            .tissue_tiles
+        self.sample_of(&self.plan.tissue_tiles)
+    }
+
+    /// The tissue tiles grouped by the tissue piece (8-connected part of the tissue mask)
+    /// covering most of each, with a stain sample per group (as [`stain_sample`] takes
+    /// it, from the group's tiles): for slides whose pieces were stained apart (a tissue
+    /// microarray's cores, sections from several blocks). A piece under
+    /// [`STAIN_SAMPLE_SIDE`]² working pixels, or without tissue in its sample, joins the
+    /// group of the whole slide's sample. Deterministic, as [`stain_sample`].
+    ///
+    /// [`stain_sample`]: Self::stain_sample
+    pub fn stain_groups(&self) -> Result<StainGroups, SlideError> {
+        let (h, w) = self.tissue.mask.dim();
+        let flat: Vec<bool> = self.tissue.mask.iter().copied().collect();
+        let labels = connected_components(w as u32, h as u32, &flat, Connectivity::Eight);
+        let mut area = vec![0u64; labels.max_id() as usize + 1];
+        for &l in labels.as_slice() {
+            area[l as usize] += 1;
+        }
+        let cell = self.tissue.downsample / self.plan.scale;
+        let min_area = (STAIN_SAMPLE_SIDE as f64 / cell).powi(2);
+        // The piece covering most of each tissue tile (ties to the lower label).
+        let mut by_piece: std::collections::BTreeMap<u32, Vec<usize>> = Default::default();
+        for &i in &self.plan.tissue_tiles {
+            let r = self.tiles[i].rect().map(|v| v as f64 * self.plan.scale);
+            let mut count: std::collections::BTreeMap<u32, u64> = Default::default();
+            let ([x0, y0], [x1, y1]) = self.tissue.cells(r);
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    let l = labels.get(x as u32, y as u32);
+                    if l != 0 {
+                        *count.entry(l).or_default() += 1;
+                    }
+                }
+            }
+            let piece = count
+                .iter()
+                .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
+                .map_or(0, |(&l, _)| l);
+            let piece = if piece != 0 && (area[piece as usize] as f64) >= min_area {
+                piece
+            } else {
+                0
+            };
+            by_piece.entry(piece).or_default().push(i);
+        }
+        let mut groups = StainGroups {
+            samples: Vec::new(),
+            group_of_tile: vec![None; self.tiles.len()],
+        };
+        let mut rest = by_piece.remove(&0).unwrap_or_default();
+        for tiles in by_piece.into_values() {
+            match self.sample_of(&tiles)? {
+                Some(sample) => {
+                    for &i in &tiles {
+                        groups.group_of_tile[i] = Some(groups.samples.len());
+                    }
+                    groups.samples.push(sample);
+                }
+                None => rest.extend(tiles),
+            }
+        }
+        if !rest.is_empty() {
+            if let Some(sample) = self.stain_sample()? {
+                for &i in &rest {
+                    groups.group_of_tile[i] = Some(groups.samples.len());
+                }
+                groups.samples.push(sample);
+            }
+        }
+        Ok(groups)
+    }
+
+    /// [`stain_sample`](Self::stain_sample) from the tiles `tiles` only.
+    fn sample_of(&self, tiles: &[usize]) -> Result<Option<RgbImage>, SlideError> {
+        let mut ranked: Vec<(f64, usize)> = tiles
             .iter()
             .map(|&i| {
                 let r = self.tiles[i].rect().map(|v| v as f64 * self.plan.scale);
@@ -465,7 +548,10 @@ impl<'a> SlideRun<'a> {
                 (y1 - y0).min(STAIN_SAMPLE_SIDE),
             );
             let (cx, cy) = (x0 + (x1 - x0 - w) / 2, y0 + (y1 - y0 - h) / 2);
-            append_tissue(&mut pixels, &self.read_working([cx, cy, cx + w, cy + h])?);
+            crate::model::backbone::GlassCells::append_tissue(
+                &self.read_working([cx, cy, cx + w, cy + h])?,
+                &mut pixels,
+            );
         }
         if pixels.is_empty() {
             return Ok(None);
@@ -545,6 +631,17 @@ impl<'a> SlideRun<'a> {
         &self,
         segmenter: &S,
         shard: Shard,
+        progress: impl FnMut(SlideProgress),
+    ) -> crate::Result<usize> {
+        self.segment_tiles_by(|_| segmenter, shard, progress)
+    }
+
+    /// [`segment_tiles`](Self::segment_tiles) with the segmenter of each tile chosen by
+    /// its index (e.g. by [`StainGroups::group_of_tile`]).
+    pub fn segment_tiles_by<'s, S: InstanceSegmenter + ?Sized + 's>(
+        &self,
+        segmenter_of: impl Fn(usize) -> &'s S,
+        shard: Shard,
         mut progress: impl FnMut(SlideProgress),
     ) -> crate::Result<usize> {
         let tiles = &self.tiles;
@@ -565,7 +662,7 @@ impl<'a> SlideRun<'a> {
                 let tile = &tiles[index];
                 let start = Instant::now();
                 let image = self.read_working(tile.rect())?;
-                let found = segmenter
+                let found = segmenter_of(index)
                     .segment_batch_above(std::slice::from_ref(&image), self.plan.min_score)?
                     .pop()
                     .unwrap_or_else(|| crate::Instances::new(tile.width, tile.height));
@@ -837,16 +934,6 @@ pub fn nucleus_uuid(slide: &str, id: u32) -> String {
         &hex[16..20],
         &hex[20..]
     )
-}
-
-/// Appends the pixels of `image` outside its glass cells.
-fn append_tissue(pixels: &mut Vec<u8>, image: &RgbImage) {
-    let cells = crate::model::backbone::GlassCells::of(image);
-    for (x, y, p) in image.enumerate_pixels() {
-        if !cells.at(x, y) {
-            pixels.extend(p.0);
-        }
-    }
 }
 
 fn remove_if_present(path: &Path) -> Result<(), SlideError> {

@@ -110,7 +110,7 @@ impl TissueMask {
     }
 
     /// The mask pixels touching a level-0 rectangle: `([x0, y0], [x1, y1])`, end exclusive.
-    fn cells(&self, rect: [f64; 4]) -> ([usize; 2], [usize; 2]) {
+    pub(crate) fn cells(&self, rect: [f64; 4]) -> ([usize; 2], [usize; 2]) {
         let (h, w) = self.mask.dim();
         let to = |v: f64, n: usize| ((v / self.downsample).max(0.0) as usize).min(n);
         (

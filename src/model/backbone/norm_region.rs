@@ -65,6 +65,16 @@ impl GlassCells {
     pub fn at(&self, x: u32, y: u32) -> bool {
         self.glass[(y as usize / GLASS_CELL) * self.cols + x as usize / GLASS_CELL]
     }
+
+    /// The pixels of `image` outside its glass cells, appended to `pixels` (RGB bytes).
+    pub fn append_tissue(image: &RgbImage, pixels: &mut Vec<u8>) {
+        let cells = GlassCells::of(image);
+        for (x, y, p) in image.enumerate_pixels() {
+            if !cells.at(x, y) {
+                pixels.extend(p.0);
+            }
+        }
+    }
 }
 
 /// The cells of a batch whose pixels enter group norm's statistics.
