@@ -264,4 +264,38 @@ mod tests {
         assert_eq!(off.normalizer_name(), "none");
         assert_eq!(off.normalize(&image).unwrap(), image);
     }
+
+    #[test]
+    fn fixed_source_stains_map_a_part_as_the_whole() {
+        let image = scene(96, 96);
+        let mut reinhard = Reinhard::default();
+        let template = RgbImage::from_fn(64, 64, |x, _| {
+            image::Rgb(if x % 5 < 2 {
+                [110, 50, 150]
+            } else {
+                [225, 160, 200]
+            })
+        });
+        reinhard.fit(&template).unwrap();
+        let mut on = Pipeline::new(
+            Preset::NucSegP.config(),
+            ClassicalBaseline::default(),
+            Some(Box::new(reinhard.clone())),
+        )
+        .unwrap();
+        let part = image::imageops::crop_imm(&image, 0, 0, 30, 96).to_image();
+        // Each image's own statistics: the part (little nucleus) is mapped otherwise.
+        let whole = on.normalize(&image).unwrap();
+        let crop = |img: &RgbImage| image::imageops::crop_imm(img, 0, 0, 30, 96).to_image();
+        assert_ne!(on.normalize(&part).unwrap(), crop(&whole));
+        assert!(on.fix_source_stains(&image).unwrap());
+        assert_eq!(on.normalize(&part).unwrap(), crop(&whole));
+        let mut off = Pipeline::new(
+            Preset::NucSegNp.config(),
+            ClassicalBaseline::default(),
+            None,
+        )
+        .unwrap();
+        assert!(!off.fix_source_stains(&image).unwrap());
+    }
 }
