@@ -10,7 +10,9 @@
 //! ```text
 //! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv
 //! ```
-//! or over another annotated set (`images/` + `masks/`, e.g. Naylor's TNBC), optionally leave
+//! The paper's own configuration (DCGMM normalization, Mask R-CNN, multiple inference) is
+//! `--setups NucSeg --normalize dcgmm`.
+//! Or over another annotated set (`images/` + `masks/`, e.g. Naylor's TNBC), optionally leave
 //! one patient out with a model per patient (`scripts/bns_lopo.sh` trains them):
 //! ```text
 //! cargo run --release --example evaluate -- --setups all --data ../shared/data/tnbc --fold-models bns-folds
@@ -26,8 +28,8 @@ use nucseg::{
     backend::BackendKind,
     data::{open_dataset, KumarSplit, MonusegDataset},
     metrics::{evaluate_folders_where, results_csv, results_table, Evaluation, ResultRow},
-    pipeline::Preset,
-    pretrained::{default_model, load_bundle},
+    pipeline::{Pipeline, Preset},
+    pretrained::{default_model, load_bundle, NormalizerChoice},
 };
 
 #[derive(Parser)]
@@ -56,6 +58,16 @@ struct Args {
     /// Model bundle (weights + .json, optional .normalizer.json); default: the shipped model.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Stain normalization of the normalizing setups (NucSeg, NucSeg-P): model (the one the
+    /// model was trained with), dcgmm (the paper's), macenko, reinhard or none.
+    #[arg(long, default_value = "model", requires = "setups")]
+    normalize: NormalizerChoice,
+    /// Template image for --normalize macenko / reinhard (and dcgmm, instead of its own).
+    #[arg(long, requires = "setups")]
+    template: Option<PathBuf>,
+    /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
+    #[arg(long, requires = "setups")]
+    dcgmm_model: Option<PathBuf>,
     /// Setup mode: a MoNuSeg / Kumar folder (scored on --split, default test), or a folder
     /// of `images/` + `masks/` (every image; binary masks are split into components).
     #[arg(long, default_value = "../shared/data/monuseg-kumar")]
@@ -176,8 +188,16 @@ fn run(args: Args) -> nucseg::Result<()> {
         let bar = progress_bar(samples.len() as u64, setup.name(), true);
         let mut secs = 0.0;
         let mut scored = Vec::new();
+        let mut normalization = String::new();
         for (fold, bundle) in &folds {
-            let pipeline = bundle.pipeline(config.clone())?;
+            let normalizer = bundle.normalizer_for(
+                &args.normalize,
+                args.template.as_deref(),
+                args.dcgmm_model.as_deref(),
+                &device,
+            )?;
+            let pipeline = Pipeline::new(config.clone(), &bundle.model, normalizer)?;
+            normalization = pipeline.normalizer_name().to_string();
             let mine: Vec<_> = samples
                 .iter()
                 .filter(|s| fold.as_ref().is_none_or(|p| *p == patient(&s.id)))
@@ -192,8 +212,15 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         let evaluation = Evaluation::from_images(scored);
         bar.finish_and_clear();
+        // A normalization other than the model's own is named in the setup's rows.
+        let label = match args.normalize {
+            NormalizerChoice::Method(_) if setup.normalizes() => {
+                format!("{setup} ({normalization})")
+            }
+            _ => setup.to_string(),
+        };
         eprintln!(
-            "{setup}: {} images, {:.1} s per image",
+            "{label}: {} images, {:.1} s per image",
             samples.len(),
             secs / samples.len().max(1) as f64
         );
@@ -205,7 +232,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         };
         for (group, summary) in groups {
             rows.push(ResultRow {
-                setup: setup.to_string(),
+                setup: label.clone(),
                 group,
                 summary,
             });

@@ -8,6 +8,9 @@
 //!     --preset cpu-small --normalize macenko \
 //!     --template ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif --out maskrcnn-out
 //! ```
+//! `--normalize dcgmm` trains on the paper's normalization (the shipped DCGMM network, or
+//! `--dcgmm-model`, fitted to `--template`); the model's folder then holds a copy of that
+//! network, which `model.normalizer.json` names.
 //! Checkpoints go to `<out>/checkpoints` every `--checkpoint-every` steps; `--resume`
 //! continues from the latest one exactly. The model is written as `<out>/model.bpk` and its
 //! f16 form `<out>/model.safetensors` (the shipped format), sharing `model.json` (and
@@ -31,8 +34,8 @@ use nucseg::{
     },
     output::OutputDir,
     pipeline::{Pipeline, Preset},
-    pretrained::load_bundle,
-    stain::{fit_classical, NormalizerKind, StainNormalizer},
+    pretrained::{load_bundle, BundleNormalizer},
+    stain::{NormalizerKind, StainNormalizer},
     train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, TrainingImage},
 };
 
@@ -105,12 +108,17 @@ struct Args {
     /// Steps at which the learning rate drops 10× (comma-separated).
     #[arg(long, value_delimiter = ',')]
     lr_steps: Vec<usize>,
-    /// Stain normalization of every image: none, macenko or reinhard.
+    /// Stain normalization of every image: none, macenko, reinhard or dcgmm (the paper's).
     #[arg(long, default_value = "none")]
     normalize: NormalizerKind,
-    /// Template image for --normalize.
+    /// Template image for --normalize (for dcgmm also a template .json; default there: the
+    /// DCGMM network's own template).
     #[arg(long)]
     template: Option<PathBuf>,
+    /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk); the model's
+    /// folder gets a copy, so that the bundle is complete.
+    #[arg(long)]
+    dcgmm_model: Option<PathBuf>,
     /// Output folder (model, checkpoints).
     #[arg(long, default_value = "nucseg-model")]
     out: PathBuf,
@@ -219,7 +227,12 @@ fn run(args: Args) -> nucseg::Result<()> {
     };
     MaskRcnnTrainer::check_folder(&checkpoints, mode)?;
     let (train, val) = select(&args)?;
-    let normalizer = fit_classical(args.normalize, args.template.as_deref())?;
+    let normalizer = BundleNormalizer::for_training(
+        args.normalize,
+        args.template.as_deref(),
+        args.dcgmm_model.as_deref(),
+        &device,
+    )?;
     let initial = match &args.init {
         Some(path) => Some(load_bundle(path, &device)?.model),
         None => None,
@@ -228,7 +241,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         init: args.init.as_ref().map(|p| p.display().to_string()),
         images: train.iter().map(|s| s.id.clone()).collect(),
         normalizer: match &normalizer {
-            Some(n) => serde_json::to_string(n).expect("plain numbers"),
+            Some(n) => n.record()?,
             None => "none".into(),
         },
     };

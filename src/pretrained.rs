@@ -4,7 +4,8 @@
 //!
 //! A bundle named `NAME` in a folder is `NAME.safetensors` (or `NAME.bpk`) + `NAME.json`
 //! (the [`MaskRcnnConfig`](crate::model::MaskRcnnConfig)) + optionally
-//! `NAME.normalizer.json` (a [`FittedClassical`] normalizer). See `models/MODEL_CARD.md`.
+//! `NAME.normalizer.json` (a [`FittedClassical`] normalizer, or a [`SavedDcgmm`] naming the
+//! DCGMM network kept beside it). See `models/MODEL_CARD.md`.
 //!
 //! ## Where the default model is found
 //!
@@ -31,7 +32,10 @@ use crate::{
     io::config_path,
     model::{io::load_any, MaskRcnn, ModelError},
     pipeline::{Pipeline, PipelineConfig},
-    stain::{build_normalizer, FittedClassical, NormalizerKind, StainError, StainNormalizer},
+    stain::{
+        build_normalizer, Dcgmm, DcgmmNormalizer, DcgmmTemplate, FittedClassical, NormalizerKind,
+        StainError, StainNormalizer,
+    },
 };
 
 /// File stem of the shipped model.
@@ -69,9 +73,205 @@ pub struct ModelBundle {
     /// The network (on the device it was loaded to, without autodiff).
     pub model: MaskRcnn,
     /// The fitted stain normalizer used in training, if any.
-    pub normalizer: Option<FittedClassical>,
+    pub normalizer: Option<BundleNormalizer>,
     /// The weight file.
     pub path: PathBuf,
+}
+
+/// The stain normalizer of a bundle: a fitted classical one, or DCGMM (the paper's) with
+/// its network loaded.
+#[derive(Debug, Clone)]
+pub enum BundleNormalizer {
+    /// Macenko or Reinhard, fitted to the training template.
+    Classical(FittedClassical),
+    /// DCGMM: the network named by the bundle's [`SavedDcgmm`], with its template.
+    Dcgmm {
+        /// The network on its device, with the template.
+        normalizer: Box<DcgmmNormalizer>,
+        /// The network's `.bpk` (its `.json` beside it).
+        network: PathBuf,
+    },
+}
+
+impl BundleNormalizer {
+    /// The normalizer `kind` for training (`None` for [`NormalizerKind::None`]): Macenko or
+    /// Reinhard fitted to the image `template`; DCGMM with the network `dcgmm_model`
+    /// (default: the shipped [`DEFAULT_DCGMM_NAME`]) on `device` and `template` (an image
+    /// to fit, or a template `.json`; default: the network's own `.template.json`).
+    pub fn for_training(
+        kind: NormalizerKind,
+        template: Option<&Path>,
+        dcgmm_model: Option<&Path>,
+        device: &Device,
+    ) -> crate::Result<Option<BundleNormalizer>> {
+        if kind != NormalizerKind::Dcgmm {
+            return Ok(
+                crate::stain::fit_classical(kind, template)?.map(BundleNormalizer::Classical)
+            );
+        }
+        let network = dcgmm_model.map_or_else(default_dcgmm_path, Path::to_path_buf);
+        let device = device.clone().without_autodiff();
+        Ok(Some(BundleNormalizer::Dcgmm {
+            normalizer: Box::new(crate::stain::load_dcgmm(&network, template, &device)?),
+            network,
+        }))
+    }
+
+    /// What it is, as one line of JSON (a training run records it to refuse a resume with
+    /// another normalizer): the fitted classical normalizer, or the DCGMM network's
+    /// SHA-256 and template.
+    pub fn record(&self) -> crate::Result<String> {
+        Ok(match self {
+            BundleNormalizer::Classical(n) => serde_json::to_string(n).expect("plain numbers"),
+            BundleNormalizer::Dcgmm {
+                normalizer,
+                network,
+            } => serde_json::to_string(&SavedDcgmm::new(
+                network,
+                normalizer.template.clone().expect("fitted"),
+            )?)
+            .expect("plain numbers"),
+        })
+    }
+
+    /// Writes it as the normalizer file `path` of a bundle (atomically). DCGMM writes a
+    /// [`SavedDcgmm`] and, unless the same network is already there, a copy of the network
+    /// (`.bpk` and `.json`) beside it, so the bundle's folder holds everything it needs.
+    pub fn save(&self, path: &Path) -> crate::Result<()> {
+        let (normalizer, network) = match self {
+            BundleNormalizer::Classical(n) => return n.save(path),
+            BundleNormalizer::Dcgmm {
+                normalizer,
+                network,
+            } => (normalizer, network),
+        };
+        let saved = SavedDcgmm::new(network, normalizer.template.clone().expect("fitted"))?;
+        let folder = path.parent().unwrap_or(Path::new("."));
+        let copy = folder.join(&saved.network);
+        if verify_sha256(&copy, &saved.network_sha256).is_err() {
+            for (from, to) in [
+                (network.clone(), copy.clone()),
+                (config_path(network), config_path(&copy)),
+            ] {
+                let bytes = std::fs::read(&from).map_err(|source| crate::data::DataError::Io {
+                    path: from.clone(),
+                    source,
+                })?;
+                crate::data::write_bytes_atomically(&to, &bytes)?;
+            }
+        }
+        saved.save(path)
+    }
+}
+
+impl StainNormalizer for BundleNormalizer {
+    fn name(&self) -> &'static str {
+        match self {
+            BundleNormalizer::Classical(n) => n.name(),
+            BundleNormalizer::Dcgmm { normalizer, .. } => normalizer.name(),
+        }
+    }
+
+    fn fit(&mut self, template: &image::RgbImage) -> Result<(), StainError> {
+        match self {
+            BundleNormalizer::Classical(n) => n.fit(template),
+            BundleNormalizer::Dcgmm { normalizer, .. } => normalizer.fit(template),
+        }
+    }
+
+    fn transform(&self, image: &image::RgbImage) -> Result<image::RgbImage, StainError> {
+        match self {
+            BundleNormalizer::Classical(n) => n.transform(image),
+            BundleNormalizer::Dcgmm { normalizer, .. } => normalizer.transform(image),
+        }
+    }
+
+    fn with_source(
+        &self,
+        sample: &image::RgbImage,
+    ) -> Result<Option<Box<dyn StainNormalizer>>, StainError> {
+        match self {
+            BundleNormalizer::Classical(n) => n.with_source(sample),
+            BundleNormalizer::Dcgmm { normalizer, .. } => normalizer.with_source(sample),
+        }
+    }
+}
+
+/// How a bundle trained on DCGMM-normalized images records its normalizer
+/// (`NAME.normalizer.json`, `"kind": "dcgmm"`): the DCGMM network by file name and
+/// SHA-256, and the template's Gaussians (Zanjani et al. 2018; the paper's §"Stain color
+/// normalization"). The network is looked up beside the bundle, then as the shipped DCGMM.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SavedDcgmm {
+    /// Always `"dcgmm"`.
+    pub kind: String,
+    /// File name of the network (`.bpk`; its `.json` configuration beside it).
+    pub network: String,
+    /// SHA-256 of the network's `.bpk`.
+    pub network_sha256: String,
+    /// The template's mixture.
+    pub template: DcgmmTemplate,
+}
+
+impl SavedDcgmm {
+    /// The record of `network` (a DCGMM `.bpk`) with `template`.
+    pub fn new(network: &Path, template: DcgmmTemplate) -> crate::Result<SavedDcgmm> {
+        let name = network
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| StainError::Config(format!("{}: not a file name", network.display())))?
+            .to_string();
+        Ok(SavedDcgmm {
+            kind: "dcgmm".into(),
+            network: name,
+            network_sha256: sha256_file(network)?,
+            template,
+        })
+    }
+
+    /// Writes it as JSON (atomically).
+    pub fn save(&self, path: &Path) -> crate::Result<()> {
+        let json = serde_json::to_vec_pretty(self).expect("serializable");
+        crate::data::write_bytes_atomically(path, &json)?;
+        Ok(())
+    }
+
+    /// The normalizer it records for the bundle whose normalizer file is `path`: the network
+    /// from the bundle's folder, else the shipped DCGMM of that name, checked against its
+    /// SHA-256, loaded on `device`.
+    pub fn load_normalizer(&self, path: &Path, device: &Device) -> crate::Result<BundleNormalizer> {
+        let beside = path.parent().unwrap_or(Path::new(".")).join(&self.network);
+        let network = if beside.is_file() {
+            beside
+        } else if self.network == DEFAULT_DCGMM_NAME {
+            default_dcgmm_path()
+        } else {
+            beside
+        };
+        if !network.is_file() {
+            return Err(ModelError::WeightFile {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "names the DCGMM network {}, which is not beside it{}",
+                    self.network,
+                    if self.network == DEFAULT_DCGMM_NAME {
+                        " nor among the shipped models"
+                    } else {
+                        ""
+                    }
+                ),
+            }
+            .into());
+        }
+        verify_sha256(&network, &self.network_sha256)?;
+        let model = Dcgmm::load(&network, device)?;
+        Ok(BundleNormalizer::Dcgmm {
+            normalizer: Box::new(
+                DcgmmNormalizer::new(model, device).with_template(self.template.clone()),
+            ),
+            network,
+        })
+    }
 }
 
 /// Which stain normalization to put in front of a model.
@@ -297,7 +497,7 @@ pub fn load_bundle(weights: &Path, device: &Device) -> crate::Result<ModelBundle
     let model = load_any(weights, &device.clone().without_autodiff())?;
     let normalizer_path = normalizer_path(weights);
     let normalizer = if normalizer_path.is_file() {
-        Some(FittedClassical::load(&normalizer_path)?)
+        Some(load_normalizer(&normalizer_path, device)?)
     } else {
         None
     };
@@ -332,6 +532,24 @@ pub fn load_bundle(weights: &Path, device: &Device) -> crate::Result<ModelBundle
         normalizer,
         path: weights.to_path_buf(),
     })
+}
+
+/// A bundle's normalizer file: a [`SavedDcgmm`] (`"kind": "dcgmm"`) or a [`FittedClassical`].
+fn load_normalizer(path: &Path, device: &Device) -> crate::Result<BundleNormalizer> {
+    let is_dcgmm = std::fs::read(path)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .is_some_and(|v| v.get("kind").is_some_and(|k| k == "dcgmm"));
+    if !is_dcgmm {
+        return Ok(BundleNormalizer::Classical(FittedClassical::load(path)?));
+    }
+    let saved: SavedDcgmm = crate::io::read_json(path).map_err(|e| {
+        StainError::Config(format!(
+            "{}: not a saved DCGMM normalizer: {e}",
+            path.display()
+        ))
+    })?;
+    saved.load_normalizer(path, &device.clone().without_autodiff())
 }
 
 /// Where a bundle's normalizer is stored: `NAME.normalizer.json` beside `NAME.*`.

@@ -147,3 +147,60 @@ fn a_missing_or_stale_normalizer_file_is_refused_on_load() {
     assert!(err.contains("holds a macenko normalizer"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[test]
+fn a_bundle_trained_with_dcgmm_carries_its_network() {
+    use nucseg::{
+        pretrained::{BundleNormalizer, DEFAULT_DCGMM_NAME},
+        stain::{NormalizerKind, StainNormalizer},
+    };
+    let device = BackendKind::Cpu.device().unwrap();
+    let dir = copy_of_default_model("dcgmm-bundle");
+    let weights = dir.join(DEFAULT_MODEL_FILES[0].0);
+    let normalizer_file = dir.join(DEFAULT_MODEL_FILES[2].0);
+    let config = dir.join(DEFAULT_MODEL_FILES[1].0);
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text.replace("\"macenko\"", "\"dcgmm\"")).unwrap();
+    // What `train --normalize dcgmm` writes: the shipped network with its own template.
+    let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("models")
+        .join(DEFAULT_DCGMM_NAME);
+    let trained =
+        BundleNormalizer::for_training(NormalizerKind::Dcgmm, None, Some(&shipped), &device)
+            .unwrap()
+            .unwrap();
+    trained.save(&normalizer_file).unwrap();
+    let copy = dir.join(DEFAULT_DCGMM_NAME);
+    assert!(copy.is_file() && dir.join("dcgmm-kumar.json").is_file());
+    let image =
+        image::imageops::crop_imm(&read_rgb(asset("sample")).unwrap(), 0, 0, 64, 64).to_image();
+    let expected = trained.transform(&image).unwrap();
+    let loaded = load_bundle(&weights, &device).unwrap().normalizer.unwrap();
+    assert_eq!(loaded.name(), "dcgmm");
+    assert_eq!(loaded.transform(&image).unwrap(), expected);
+    // Another network under the recorded name: refused by its checksum.
+    let bytes = std::fs::read(&copy).unwrap();
+    std::fs::write(&copy, &bytes[..bytes.len() - 1]).unwrap();
+    let err = load_bundle(&weights, &device).unwrap_err().to_string();
+    assert!(
+        err.contains("checksum mismatch") && err.contains(DEFAULT_DCGMM_NAME),
+        "{err}"
+    );
+    // Without the copy, the shipped network of that name serves.
+    std::fs::remove_file(&copy).unwrap();
+    let loaded = load_bundle(&weights, &device).unwrap().normalizer.unwrap();
+    assert_eq!(loaded.transform(&image).unwrap(), expected);
+    // A network found nowhere: one line naming the normalizer file and the network.
+    let saved = std::fs::read_to_string(&normalizer_file).unwrap();
+    std::fs::write(
+        &normalizer_file,
+        saved.replace(DEFAULT_DCGMM_NAME, "mine.bpk"),
+    )
+    .unwrap();
+    let err = load_bundle(&weights, &device).unwrap_err().to_string();
+    assert!(
+        err.contains("mine.bpk") && err.contains("normalizer.json") && !err.contains('\n'),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

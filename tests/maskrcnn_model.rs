@@ -520,6 +520,13 @@ fn a_run_starts_from_given_weights_only_before_its_first_step() {
         .init(&device)
         .unwrap();
     assert!(trainer.init_from(&bigger).is_err());
+    // Weights trained on Macenko-normalized images fine-tune on other data: the run
+    // records its own normalization, not theirs.
+    let mut macenko = other.clone();
+    macenko.config = macenko.config.with_normalizer(Some("macenko".into()));
+    trainer.init_from(&macenko).unwrap();
+    assert_eq!(trainer.model().config.normalizer, None);
+    assert_eq!(params(&trainer.model().valid()), params(&other));
     trainer.train_step(&one_image()).unwrap();
     let err = trainer.init_from(&other).unwrap_err().to_string();
     assert!(err.contains("before the first step"), "{err}");

@@ -162,7 +162,6 @@ pub fn build_normalizer(
     dcgmm_model: Option<&Path>,
     device: &crate::backend::Device,
 ) -> crate::Result<Option<Box<dyn StainNormalizer>>> {
-    use super::{Dcgmm, DcgmmNormalizer, DcgmmTemplate};
     let is_json = template.is_some_and(|t| t.extension().is_some_and(|e| e == "json"));
     if kind != NormalizerKind::Dcgmm && is_json {
         return Err(
@@ -175,13 +174,22 @@ pub fn build_normalizer(
     let path = dcgmm_model.ok_or_else(|| {
         StainError::Config("dcgmm needs a trained model (.bpk with its .json)".into())
     })?;
+    Ok(Some(Box::new(load_dcgmm(path, template, device)?)))
+}
+
+/// The DCGMM network at `path` on `device` with a template: `template` (an image to fit,
+/// or a template `.json`) or, without one, the `.template.json` saved beside the network.
+pub fn load_dcgmm(
+    path: &Path,
+    template: Option<&Path>,
+    device: &crate::backend::Device,
+) -> crate::Result<super::DcgmmNormalizer> {
+    use super::{Dcgmm, DcgmmNormalizer, DcgmmTemplate};
     let model = Dcgmm::load(path, device)?;
     let template = match template {
-        Some(t) if is_json => DcgmmTemplate::load(t)?,
+        Some(t) if t.extension().is_some_and(|e| e == "json") => DcgmmTemplate::load(t)?,
         Some(t) => model.fit_template(&read_rgb(t)?)?,
         None => DcgmmTemplate::load(path.with_extension("template.json"))?,
     };
-    Ok(Some(Box::new(
-        DcgmmNormalizer::new(model, device).with_template(template),
-    )))
+    Ok(DcgmmNormalizer::new(model, device).with_template(template))
 }

@@ -516,14 +516,18 @@ impl MaskRcnnTrainer {
                 self.step
             )));
         }
-        let same = |c: &MaskRcnnConfig| serde_json::to_value(c).ok();
+        // The stain normalization is what the data went through, not the network: a model
+        // trained on Macenko-normalized images may be fine-tuned on DCGMM-normalized ones.
+        let same = |c: &MaskRcnnConfig| serde_json::to_value(c.clone().with_normalizer(None)).ok();
         if same(&model.config) != same(&self.model.config) {
             return Err(ModelError::InvalidConfig(
                 "the initial weights are another network than the one configured for training"
                     .into(),
             ));
         }
+        let config = self.model.config.clone();
         self.model = model.clone().fork(&self.model.device()).train();
+        self.model.config = config; // records this run's normalization
         Ok(())
     }
 
