@@ -190,12 +190,16 @@ fn run(args: Args) -> nucseg::Result<()> {
         let mut scored = Vec::new();
         let mut normalization = String::new();
         for (fold, bundle) in &folds {
-            let normalizer = bundle.normalizer_for(
-                &args.normalize,
-                args.template.as_deref(),
-                args.dcgmm_model.as_deref(),
-                &device,
-            )?;
+            // Only a normalizing setup loads (and for DCGMM, fits) its normalizer.
+            let normalizer = match config.normalize {
+                true => bundle.normalizer_for(
+                    &args.normalize,
+                    args.template.as_deref(),
+                    args.dcgmm_model.as_deref(),
+                    &device,
+                )?,
+                false => None,
+            };
             let pipeline = Pipeline::new(config.clone(), &bundle.model, normalizer)?;
             normalization = pipeline.normalizer_name().to_string();
             let mine: Vec<_> = samples
