@@ -89,6 +89,8 @@ struct Args {
     /// Overlap between neighbouring tiles (px), with --tile.
     #[arg(long, default_value_t = 250, requires = "tile")]
     overlap: u32,
+    #[command(flatten)]
+    scale: common::ScaleArgs,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -178,7 +180,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     };
     let mut rows = Vec::new();
     for setup in setups {
-        let mut config = setup.config();
+        let mut config = args.scale.apply(setup.config());
         if let Some(tile) = args.tile {
             config.tiling = config
                 .tiling

@@ -49,6 +49,8 @@ struct Args {
     #[command(flatten)]
     pipeline: common::PipelineArgs,
     #[command(flatten)]
+    scale: common::ScaleArgs,
+    #[command(flatten)]
     limits: common::ReadLimits,
 }
 
@@ -75,7 +77,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     })?;
     let device = args.device.device()?;
     let (bundle, normalizer) = args.model.load(&device)?;
-    let config = args.pipeline.config(args.tta);
+    let config = args.scale.apply(args.pipeline.config(args.tta));
     let pipeline = Pipeline::new(config, &bundle.model, normalizer)?;
     println!(
         "model {} · normalization {} · TTA {} · {} image(s) → {}",

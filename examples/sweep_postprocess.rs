@@ -26,6 +26,7 @@ use nucseg::{
     backend::BackendKind,
     data::open_dataset,
     metrics::{EvaluatedImage, Evaluation, ImageMetrics},
+    model::ops::SplitConfig,
     postprocess::TtaSet,
     InstanceSegmenter, Instances, Nuclei, OverlapConfig,
 };
@@ -43,6 +44,8 @@ struct Args {
     tta: TtaSet,
     #[command(flatten)]
     pipeline: common::PipelineArgs,
+    #[command(flatten)]
+    scale: common::ScaleArgs,
     /// Score thresholds to try.
     #[arg(long, value_delimiter = ',', default_value = "0.5")]
     min_scores: Vec<f32>,
@@ -67,6 +70,13 @@ struct Args {
     /// top-k scales with it; each segments the folder again; default: the model's).
     #[arg(long = "proposals", value_delimiter = ',')]
     proposals: Vec<usize>,
+    /// Marker thresholds of the dense-head split to try (0: off; each segments the folder
+    /// again; default: the model's setting). Needs a model with a dense head.
+    #[arg(long = "split", value_delimiter = ',')]
+    split: Vec<f32>,
+    /// Minimum marker areas (px) of the split to try.
+    #[arg(long = "split-min-areas", value_delimiter = ',', default_value = "12")]
+    split_min_areas: Vec<u32>,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -87,7 +97,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         .iter()
         .copied()
         .fold(f32::INFINITY, f32::min);
-    let mut config = args.pipeline.config(args.tta);
+    let mut config = args.scale.apply(args.pipeline.config(args.tta));
     config.min_score = if lowest.is_finite() { lowest } else { 0.5 };
     let samples = open_dataset(&args.data)?;
     let base = &bundle.model;
@@ -108,34 +118,70 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.tta.name(),
         bundle.path.display()
     );
-    println!("| box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for &nms in &nms_values {
-        for &proposals in &proposal_values {
-            let mut model = base.clone();
-            model.config.roi_heads.nms_thresh = nms;
-            let rpn = &mut model.rpn.config;
-            // The pre-NMS top-k keeps its ratio to the post-NMS count.
-            rpn.pre_nms_top_n_test =
-                rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
-            rpn.post_nms_top_n_test = proposals;
-            // A pipeline owns its normalizer: each gets its own from the loaded bundle.
-            let normalizer = bundle.normalizer_for(
-                &args.model.normalize,
-                args.model.template.as_deref(),
-                args.model.dcgmm_model.as_deref(),
-                &device,
-            )?;
-            let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
-            let bar = progress_bar(samples.len() as u64, "segment", true);
-            let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
-            for info in &samples {
-                let (image, truth) = info.load_annotated("validation")?;
-                found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
-                bar.inc(1);
+    let split_values: Vec<Option<SplitConfig>> = if args.split.is_empty() {
+        vec![base.config.split.clone()]
+    } else {
+        if base.dense_head.is_none() {
+            return Err(nucseg::model::ModelError::InvalidConfig(format!(
+                "--split needs a model with a dense head; {} has none",
+                bundle.path.display()
+            ))
+            .into());
+        }
+        let mut values = Vec::new();
+        for &t in &args.split {
+            if t <= 0.0 {
+                values.push(None);
+                continue;
             }
-            bar.finish_and_clear();
-            score_rules(&args, &found, &format!("| {nms} | {proposals} "))?;
+            for &a in &args.split_min_areas {
+                values.push(Some(
+                    SplitConfig::new()
+                        .with_marker_threshold(t)
+                        .with_min_marker_area(a),
+                ));
+            }
+        }
+        values
+    };
+    println!("| split | box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for split in &split_values {
+        for &nms in &nms_values {
+            for &proposals in &proposal_values {
+                let mut model = base.clone();
+                model.config.split = split.clone();
+                model.config.roi_heads.nms_thresh = nms;
+                let rpn = &mut model.rpn.config;
+                // The pre-NMS top-k keeps its ratio to the post-NMS count.
+                rpn.pre_nms_top_n_test =
+                    rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
+                rpn.post_nms_top_n_test = proposals;
+                // A pipeline owns its normalizer: each gets its own from the loaded bundle.
+                let normalizer = bundle.normalizer_for(
+                    &args.model.normalize,
+                    args.model.template.as_deref(),
+                    args.model.dcgmm_model.as_deref(),
+                    &device,
+                )?;
+                let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
+                let bar = progress_bar(samples.len() as u64, "segment", true);
+                let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
+                for info in &samples {
+                    let (image, truth) = info.load_annotated("validation")?;
+                    found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
+                let split_cell = split.as_ref().map_or("off".to_string(), |s| {
+                    format!("{} / {} px", s.marker_threshold, s.min_marker_area)
+                });
+                score_rules(
+                    &args,
+                    &found,
+                    &format!("| {split_cell} | {nms} | {proposals} "),
+                )?;
+            }
         }
     }
     Ok(())

@@ -211,6 +211,52 @@ impl Instances {
         }
     }
 
+    /// These instances in the same image resized to `width × height`: each output pixel
+    /// takes the mask bits of the input pixel under its centre (nearest neighbour), boxes
+    /// scale with the image; scores and classes are kept, and an instance left without a
+    /// pixel (smaller than one output pixel) is dropped.
+    pub fn resampled(&self, width: u32, height: u32) -> Instances {
+        let mut out = Instances::new(width, height);
+        if self.width == 0 || self.height == 0 {
+            return out;
+        }
+        let sx = self.width as f64 / width.max(1) as f64;
+        let sy = self.height as f64 / height.max(1) as f64;
+        let source = |v: u32, s: f64, limit: u32| (((v as f64 + 0.5) * s) as u32).min(limit - 1);
+        for inst in &self.items {
+            let m = &inst.mask;
+            // Output pixels whose centres fall in the mask's box.
+            let x0 = ((m.x0 as f64 / sx) - 0.5).ceil().max(0.0) as u32;
+            let y0 = ((m.y0 as f64 / sy) - 0.5).ceil().max(0.0) as u32;
+            let x1 = ((((m.x0 + m.width) as f64 / sx) - 0.5).ceil().max(0.0) as u32).min(width);
+            let y1 = ((((m.y0 + m.height) as f64 / sy) - 0.5).ceil().max(0.0) as u32).min(height);
+            let mut pixels = Vec::new();
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    if m.contains(source(x, sx, self.width), source(y, sy, self.height)) {
+                        pixels.push((x, y));
+                    }
+                }
+            }
+            if pixels.is_empty() {
+                continue;
+            }
+            let b = inst.bbox;
+            out.items.push(Instance {
+                mask: InstanceMask::from_pixels(pixels.iter().copied()),
+                bbox: [
+                    (b[0] as f64 / sx) as f32,
+                    (b[1] as f64 / sy) as f32,
+                    (b[2] as f64 / sx) as f32,
+                    (b[3] as f64 / sy) as f32,
+                ],
+                score: inst.score,
+                class_id: inst.class_id,
+            });
+        }
+        out
+    }
+
     /// Indices of the instances by decreasing score, ties in list order: the order in which
     /// [`to_label_map`](Self::to_label_map) numbers them.
     pub fn score_order(&self) -> Vec<usize> {
@@ -598,6 +644,33 @@ mod tests {
             ..Instance::from_mask(m(&[(1, 0), (2, 0)]))
         });
         assert_eq!(overlapping.to_label_map().as_slice(), &[2, 1, 1]);
+    }
+
+    #[test]
+    fn resampling_scales_masks_and_boxes_and_drops_what_vanishes() {
+        let mut inst = Instances::new(16, 12);
+        let square = (4..8).flat_map(|y| (4..8).map(move |x| (x, y)));
+        inst.items.push(Instance {
+            score: 0.7,
+            ..Instance::from_mask(InstanceMask::from_pixels(square))
+        });
+        inst.items
+            .push(Instance::from_mask(InstanceMask::from_pixels([(13, 2)])));
+        let up = inst.resampled(32, 24);
+        assert_eq!((up.width, up.height, up.len()), (32, 24, 2));
+        let big = &up.items[0];
+        assert_eq!(big.mask.tight_bbox(), Some([8, 8, 16, 16]));
+        assert_eq!(
+            (big.area(), big.score, big.bbox),
+            (64, 0.7, [8.0, 8.0, 16.0, 16.0])
+        );
+        assert_eq!(up.items[1].area(), 4);
+        // Back to the first size: exactly the input.
+        assert_eq!(up.resampled(16, 12), inst);
+        // Halved, the one-pixel nucleus falls between output pixel centres and is dropped.
+        let down = inst.resampled(8, 6);
+        assert_eq!(down.len(), 1);
+        assert_eq!(down.items[0].mask.tight_bbox(), Some([2, 2, 4, 4]));
     }
 
     /// A 10×4 image: a high-scored bar over columns 2..8 of rows 0..4, a duplicate of it

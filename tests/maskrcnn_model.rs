@@ -531,3 +531,26 @@ fn a_run_starts_from_given_weights_only_before_its_first_step() {
     let err = trainer.init_from(&other).unwrap_err().to_string();
     assert!(err.contains("before the first step"), "{err}");
 }
+
+#[test]
+fn a_test_scale_segments_each_input_resized_and_maps_nuclei_back() {
+    let device = Device::flex();
+    device.seed(9);
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut scaled = model.clone();
+    scaled.config.test_scale = Some(2.0);
+    let (image, _) = tile(70, 50);
+    let big = image::imageops::resize(&image, 140, 100, image::imageops::FilterType::CatmullRom);
+    let direct = model.predict_above(std::slice::from_ref(&big), 0.0);
+    let found = scaled.predict_above(std::slice::from_ref(&image), 0.0);
+    assert_eq!((found[0].width, found[0].height), (70, 50));
+    assert_eq!(found[0], direct[0].resampled(70, 50));
+    for bad in [0.1, f32::NAN] {
+        let err = MaskRcnnConfig::tiny()
+            .with_test_scale(Some(bad))
+            .init(&device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("test_scale"), "{err}");
+    }
+}

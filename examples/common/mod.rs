@@ -202,6 +202,36 @@ impl PipelineArgs {
     }
 }
 
+/// The magnification of the input images, for programs that segment images (a slide
+/// carries its own pixel size).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ScaleArgs {
+    /// Resize every image by this factor before segmenting (nuclei are mapped back onto
+    /// its pixels): 2 for 20× images with the shipped 40× model.
+    #[arg(long, conflicts_with = "mpp")]
+    pub scale: Option<f32>,
+    /// The images' pixel size in µm (0.5 at 20×, 0.25 at 40×): sets --scale to mpp / 0.25,
+    /// the pixel size the shipped model was trained at.
+    #[arg(long)]
+    pub mpp: Option<f64>,
+}
+
+impl ScaleArgs {
+    /// `config` with its input scale set as asked (unchanged when neither option is given).
+    pub fn apply(
+        &self,
+        config: nucseg::pipeline::PipelineConfig,
+    ) -> nucseg::pipeline::PipelineConfig {
+        match (self.scale, self.mpp) {
+            (Some(s), _) => config.with_input_scale(s),
+            (None, Some(mpp)) => {
+                config.with_input_scale((mpp / nucseg::pipeline::MODEL_MPP) as f32)
+            }
+            (None, None) => config,
+        }
+    }
+}
+
 /// A terminal progress bar over `len` items, labelled `what`, with elapsed time, rate and
 /// ETA; hidden when `visible` is false (e.g. in tests or when output is piped).
 pub fn progress_bar(len: u64, what: &str, visible: bool) -> ProgressBar {

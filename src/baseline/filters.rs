@@ -5,6 +5,9 @@ use ndarray::Array2;
 
 use crate::data::{connected_components, Connectivity};
 
+/// Moved to [`crate::data`] (the model's splitting uses it too); re-exported here.
+pub use crate::data::distance_transform;
+
 /// Separable Gaussian blur with standard deviation `sigma` (pixels), kernel radius
 /// `ceil(3σ)`, borders mirrored. `sigma <= 0` returns a copy.
 pub fn gaussian_blur(plane: &Array2<f32>, sigma: f32) -> Array2<f32> {
@@ -100,93 +103,6 @@ pub fn otsu_threshold(values: &[f32]) -> Option<f32> {
     }
     // Threshold halfway between bin `best_bin` and the next.
     Some(lo + (best_bin as f32 + 0.5) / scale)
-}
-
-/// Exact Euclidean distance from every foreground pixel to the nearest background pixel
-/// (0 on background), by the separable lower-envelope algorithm of Felzenszwalb &
-/// Huttenlocher (Theory of Computing 8, 2012). Pixels beyond the border count as
-/// background only if `border_is_background`.
-pub fn distance_transform(mask: &Array2<bool>, border_is_background: bool) -> Array2<f32> {
-    let (h, w) = mask.dim();
-    const INF: f64 = 1e20;
-    // Squared distances, columns first then rows.
-    let mut f = vec![0.0f64; h.max(w) + 2];
-    let mut d = vec![0.0f64; h.max(w) + 2];
-    let mut v = vec![0usize; h.max(w) + 2];
-    let mut z = vec![0.0f64; h.max(w) + 3];
-    let mut sq = Array2::<f64>::zeros((h, w));
-    let pad = border_is_background as usize;
-    for x in 0..w {
-        // Padded column: index 0 and n+1 are background when the border counts.
-        let n = h + 2 * pad;
-        for i in 0..n {
-            f[i] = if pad == 1 && (i == 0 || i == n - 1) {
-                0.0
-            } else if mask[[i - pad, x]] {
-                INF
-            } else {
-                0.0
-            };
-        }
-        dt1d(&f[..n], &mut d[..n], &mut v, &mut z);
-        for y in 0..h {
-            sq[[y, x]] = d[y + pad];
-        }
-    }
-    let mut out = Array2::<f32>::zeros((h, w));
-    for y in 0..h {
-        let n = w + 2 * pad;
-        for i in 0..n {
-            f[i] = if pad == 1 && (i == 0 || i == n - 1) {
-                0.0
-            } else {
-                sq[[y, i - pad]]
-            };
-        }
-        dt1d(&f[..n], &mut d[..n], &mut v, &mut z);
-        for x in 0..w {
-            out[[y, x]] = if mask[[y, x]] {
-                d[x + pad].sqrt() as f32
-            } else {
-                0.0
-            };
-        }
-    }
-    out
-}
-
-/// 1-D squared distance transform of sampled function `f` (lower envelope of parabolas).
-fn dt1d(f: &[f64], d: &mut [f64], v: &mut [usize], z: &mut [f64]) {
-    let n = f.len();
-    if n == 0 {
-        return;
-    }
-    let parabola_cut = |q: usize, p: usize| {
-        ((f[q] + (q * q) as f64) - (f[p] + (p * p) as f64)) / (2.0 * q as f64 - 2.0 * p as f64)
-    };
-    let mut k = 0usize;
-    v[0] = 0;
-    z[0] = f64::NEG_INFINITY;
-    z[1] = f64::INFINITY;
-    for q in 1..n {
-        let mut s = parabola_cut(q, v[k]);
-        while s <= z[k] {
-            k -= 1;
-            s = parabola_cut(q, v[k]);
-        }
-        k += 1;
-        v[k] = q;
-        z[k] = s;
-        z[k + 1] = f64::INFINITY;
-    }
-    k = 0;
-    for (q, dq) in d.iter_mut().enumerate().take(n) {
-        while z[k + 1] < q as f64 {
-            k += 1;
-        }
-        let p = v[k];
-        *dq = (q as f64 - p as f64).powi(2) + f[p];
-    }
 }
 
 /// Fills background components that do not touch the border and are at most `max_area`.

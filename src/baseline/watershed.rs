@@ -1,66 +1,11 @@
 //! Marker-controlled watershed (Meyer's flooding algorithm) and seed detection.
 
-use std::{cmp::Reverse, collections::BinaryHeap};
-
 use ndarray::Array2;
 
 use crate::data::{connected_components, Connectivity, LabelMap};
 
-/// Floods `elevation` from the labelled `markers` (non-zero ids), in order of increasing
-/// elevation, within `mask`: every masked pixel reachable from a marker through masked
-/// 4-neighbours gets the id of the basin that reaches it first. Equal elevations are
-/// processed first-in first-out, which splits plateaus evenly between basins.
-/// Unreached masked pixels stay 0.
-pub fn watershed(elevation: &Array2<f32>, markers: &LabelMap, mask: &Array2<bool>) -> LabelMap {
-    let (h, w) = elevation.dim();
-    assert_eq!(
-        (markers.width() as usize, markers.height() as usize),
-        (w, h)
-    );
-    assert_eq!(mask.dim(), (h, w));
-    let mut labels = markers.clone();
-    let out = labels.as_mut_slice();
-    // Order-preserving map of f32 to u32 so the heap can use integer keys.
-    let key = |v: f32| -> u32 {
-        let b = v.to_bits();
-        if b >> 31 == 1 {
-            !b
-        } else {
-            b | 0x8000_0000
-        }
-    };
-    let mut heap: BinaryHeap<Reverse<(u32, u64, u32)>> = BinaryHeap::new();
-    let mut age = 0u64;
-    for y in 0..h {
-        for x in 0..w {
-            let i = y * w + x;
-            if out[i] != 0 {
-                heap.push(Reverse((key(elevation[[y, x]]), age, i as u32)));
-                age += 1;
-            }
-        }
-    }
-    while let Some(Reverse((_, _, i))) = heap.pop() {
-        let i = i as usize;
-        let (x, y) = (i % w, i / w);
-        let id = out[i];
-        let neighbours = [
-            (x > 0).then(|| i - 1),
-            (x + 1 < w).then(|| i + 1),
-            (y > 0).then(|| i - w),
-            (y + 1 < h).then(|| i + w),
-        ];
-        for n in neighbours.into_iter().flatten() {
-            let (nx, ny) = (n % w, n / w);
-            if out[n] == 0 && mask[[ny, nx]] {
-                out[n] = id;
-                heap.push(Reverse((key(elevation[[ny, nx]]), age, n as u32)));
-                age += 1;
-            }
-        }
-    }
-    labels
-}
+/// Moved to [`crate::data`] (the model's splitting uses it too); re-exported here.
+pub use crate::data::watershed;
 
 /// Seeds for splitting touching nuclei: the regional maxima of `distance` that are the
 /// maximum of their `(2r + 1)²` window and at least `min_value`; adjacent maximum pixels

@@ -12,6 +12,7 @@ mod error;
 mod image_io;
 mod label_map;
 mod monuseg_xml;
+mod morphology;
 
 pub use components::{connected_components, Connectivity};
 pub(crate) use dataset::files_by_stem;
@@ -29,6 +30,7 @@ pub use label_map::{
     read_instance_mask, read_label_map, write_label_map, InstanceStats, LabelMap, MaskKind,
 };
 pub use monuseg_xml::{parse_monuseg_xml, read_monuseg_xml, MonusegAnnotation, Polygon};
+pub use morphology::{distance_transform, watershed};
 
 use std::path::Path;
 

@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use super::{
     backbone::{Fpn, FpnConfig, NormKind, NormRegion, ResNet, ResNetConfig},
     heads::{
-        BoxHead, BoxHeadConfig, MaskHead, MaskHeadConfig, RoiHeadsConfig, RoiSamples, Rpn,
-        RpnConfig, RpnHead,
+        BoxHead, BoxHeadConfig, DenseHead, DenseHeadConfig, MaskHead, MaskHeadConfig,
+        RoiHeadsConfig, RoiSamples, Rpn, RpnConfig, RpnHead, DENSE_STRIDE,
     },
-    ops::{paste_mask, BoxXyxy, HostPyramid, RoiAlign, RoiAlignConfig},
+    ops::{
+        paste_mask, split_touching, BoxXyxy, DistanceMap, HostPyramid, RoiAlign, RoiAlignConfig,
+        SplitConfig,
+    },
     target::TrainingTarget,
     ModelError,
 };
@@ -87,6 +90,17 @@ pub struct MaskRcnnConfig {
     /// whole input. No effect with frozen batch norm.
     #[config(default = "Some(NORM_GLASS_SHARE)")]
     pub norm_glass_share: Option<f32>,
+    /// A dense head on P2 regressing nuclei's distance maps (beyond the paper; its
+    /// `in_channels` is set from `fpn_channels`); `None`: the paper's network.
+    pub dense_head: Option<DenseHeadConfig>,
+    /// At inference, every input is resized by this factor, and the nuclei found are mapped
+    /// back onto its pixels: the scale at which this network segments its training
+    /// magnification best, chosen on validation images. `None` (files of older versions):
+    /// 1, as given.
+    pub test_scale: Option<f32>,
+    /// At inference, split instances covering touching nuclei by the dense head's map
+    /// ([`split_touching`]); ignored without a dense head. `None`: the paper's output.
+    pub split: Option<SplitConfig>,
 }
 
 /// Default [`MaskRcnnConfig::norm_glass_share`]: 5 % of an input's cells. The 30 Kumar
@@ -194,8 +208,27 @@ impl MaskRcnnConfig {
         }
     }
 
+    /// This network with a dense head of the default sizes (kept if it has one already).
+    pub fn with_dense(mut self) -> Self {
+        self.dense_head.get_or_insert_with(DenseHeadConfig::new);
+        self
+    }
+
     /// Builds the network, checking the configuration.
     pub fn init(&self, device: &Device) -> Result<MaskRcnn, ModelError> {
+        if let Some(problem) = self
+            .dense_head
+            .as_ref()
+            .and_then(DenseHeadConfig::problem)
+            .or_else(|| self.split.as_ref().and_then(SplitConfig::problem))
+            .or_else(|| {
+                self.test_scale
+                    .filter(|s| !(s.is_finite() && (0.25..=4.0).contains(s)))
+                    .map(|s| format!("test_scale {s} must lie in [0.25, 4]"))
+            })
+        {
+            return Err(ModelError::InvalidConfig(problem));
+        }
         if self.num_classes < 2 {
             return Err(ModelError::InvalidConfig(format!(
                 "num_classes = {} must count the background and at least one class",
@@ -249,7 +282,12 @@ impl MaskRcnnConfig {
             .with_dim_reduced(self.mask_dim_reduced)
             .with_num_classes(self.num_classes)
             .init(device);
+        let dense_head = self
+            .dense_head
+            .as_ref()
+            .map(|d| d.clone().with_in_channels(self.fpn_channels).init(device));
         Ok(MaskRcnn {
+            dense_head,
             backbone,
             fpn,
             rpn_head,
@@ -308,6 +346,8 @@ pub struct MaskRcnn {
     pub box_head: BoxHead,
     /// Mask branch.
     pub mask_head: MaskHead,
+    /// Distance maps for splitting touching nuclei ([`MaskRcnnConfig::dense_head`]).
+    pub dense_head: Option<DenseHead>,
     /// Anchors, proposal selection and the RPN loss.
     #[module(skip)]
     pub rpn: Rpn,
@@ -336,28 +376,38 @@ pub struct MaskRcnnLosses {
     pub box_reg: Tensor<1>,
     /// Mask BCE.
     pub mask: Tensor<1>,
+    /// Distance-map BCE of the dense head, when the network has one.
+    pub dense: Option<Tensor<1>>,
 }
 
 impl MaskRcnnLosses {
-    /// The sum of the five terms (what is minimized).
+    /// The sum of the terms (what is minimized).
     pub fn total(&self) -> Tensor<1> {
-        self.rpn_objectness.clone()
+        let sum = self.rpn_objectness.clone()
             + self.rpn_box_reg.clone()
             + self.classifier.clone()
             + self.box_reg.clone()
-            + self.mask.clone()
+            + self.mask.clone();
+        match &self.dense {
+            Some(d) => sum + d.clone(),
+            None => sum,
+        }
     }
 
-    /// The terms' values, named as torchvision names them.
-    pub fn values(&self) -> [(&'static str, f32); 5] {
+    /// The terms' values, named as torchvision names them (`loss_dense` last, when present).
+    pub fn values(&self) -> Vec<(&'static str, f32)> {
         let v = |t: &Tensor<1>| t.clone().into_scalar::<f32>();
-        [
+        let mut values = vec![
             ("loss_objectness", v(&self.rpn_objectness)),
             ("loss_rpn_box_reg", v(&self.rpn_box_reg)),
             ("loss_classifier", v(&self.classifier)),
             ("loss_box_reg", v(&self.box_reg)),
             ("loss_mask", v(&self.mask)),
-        ]
+        ];
+        if let Some(d) = &self.dense {
+            values.push(("loss_dense", v(d)));
+        }
+        values
     }
 }
 
@@ -453,13 +503,52 @@ impl MaskRcnn {
                 .roi_heads
                 .mask_loss(mask_logits, &labels, mask_targets)
         };
+        let dense = self
+            .dense_head
+            .as_ref()
+            .map(|head| self.dense_loss_on(head, p[0].clone(), targets, (h, w)));
         MaskRcnnLosses {
             rpn_objectness: rpn_losses.objectness,
             rpn_box_reg: rpn_losses.box_reg,
             classifier,
             box_reg,
             mask,
+            dense,
         }
+    }
+
+    /// The dense head's loss alone (training the head on a trained network whose other
+    /// parts are frozen); `None` without a dense head.
+    ///
+    /// # Shapes
+    /// `images: [N, 3, H, W]` (already normalized).
+    pub fn forward_train_dense(
+        &self,
+        images: Tensor<4>,
+        targets: &[TrainingTarget],
+    ) -> Option<Tensor<1>> {
+        let head = self.dense_head.as_ref()?;
+        let [n, _, h, w] = images.dims();
+        assert_eq!(targets.len(), n, "one target per image");
+        let p2 = self.fpn.forward(self.backbone.forward(images))[0].clone();
+        Some(self.dense_loss_on(head, p2, targets, (h, w)))
+    }
+
+    fn dense_loss_on(
+        &self,
+        head: &DenseHead,
+        p2: Tensor<4>,
+        targets: &[TrainingTarget],
+        (h, w): (usize, usize),
+    ) -> Tensor<1> {
+        let logits = head.forward(p2);
+        let [n, _, gh, gw] = logits.dims();
+        let mut data = Vec::with_capacity(n * gh * gw);
+        for t in targets {
+            data.extend(t.distance_map(w, h, DENSE_STRIDE));
+        }
+        let targets = Tensor::from_data(TensorData::new(data, [n, 1, gh, gw]), &logits.device());
+        DenseHead::loss(logits, targets)
     }
 
     /// The factor of the inference caps for an input of `pixels` padded pixels
@@ -488,8 +577,39 @@ impl MaskRcnn {
     /// [`InferenceStage`] to `clock` (the device is synchronized at every stage boundary,
     /// so the times are right on asynchronous backends too). The mask stages are reported
     /// once per chunk of [`MaskRcnnConfig::mask_chunk`] detections: sum them. With `None`
-    /// it is `predict_above`, with no synchronization.
+    /// it is `predict_above`, with no synchronization. With a
+    /// [`MaskRcnnConfig::test_scale`], each image is resized first (untimed) and its nuclei
+    /// mapped back onto its pixels.
     pub fn predict_timed(
+        &self,
+        images: &[RgbImage],
+        min_score: f32,
+        clock: Option<&mut dyn FnMut(StageTime)>,
+    ) -> Vec<Instances> {
+        match self.config.test_scale.filter(|&s| s != 1.0) {
+            None => self.predict_as_given(images, min_score, clock),
+            Some(scale) => {
+                let size = |v: u32| ((v as f32 * scale).round() as u32).max(1);
+                let filter = if scale > 1.0 {
+                    image::imageops::FilterType::CatmullRom
+                } else {
+                    image::imageops::FilterType::Triangle
+                };
+                let resized: Vec<RgbImage> = images
+                    .iter()
+                    .map(|i| image::imageops::resize(i, size(i.width()), size(i.height()), filter))
+                    .collect();
+                self.predict_as_given(&resized, min_score, clock)
+                    .into_iter()
+                    .zip(images)
+                    .map(|(found, image)| found.resampled(image.width(), image.height()))
+                    .collect()
+            }
+        }
+    }
+
+    /// [`predict_timed`](Self::predict_timed) on the images as they are (no test scale).
+    fn predict_as_given(
         &self,
         images: &[RgbImage],
         min_score: f32,
@@ -524,6 +644,26 @@ impl MaskRcnn {
         lap(InferenceStage::Backbone, pixels);
         let p = self.fpn.forward(c);
         lap(InferenceStage::Fpn, pixels);
+        let maps: Option<Vec<DistanceMap>> = match (&self.dense_head, &self.config.split) {
+            (Some(head), Some(_)) => {
+                let values = sigmoid(head.forward(p[0].clone()))
+                    .try_into_vec_as::<f32>()
+                    .expect("readable");
+                let (gh, gw) = (hp / DENSE_STRIDE, wp / DENSE_STRIDE);
+                let maps = values
+                    .chunks(gh * gw)
+                    .map(|v| DistanceMap {
+                        width: gw,
+                        height: gh,
+                        stride: DENSE_STRIDE,
+                        values: v.to_vec(),
+                    })
+                    .collect();
+                lap(InferenceStage::DenseHead, pixels);
+                Some(maps)
+            }
+            _ => None,
+        };
         let caps = self.test_caps_scale(hp * wp);
         let mut rpn = self.rpn.clone();
         rpn.config.pre_nms_top_n_test *= caps;
@@ -601,6 +741,14 @@ impl MaskRcnn {
                 }
                 lap(InferenceStage::Paste, chunk.len());
             }
+            if let (Some(maps), Some(split)) = (&maps, &self.config.split) {
+                inst.items = inst
+                    .items
+                    .iter()
+                    .flat_map(|i| split_touching(i, &maps[b], split))
+                    .collect();
+                lap(InferenceStage::Split, inst.items.len());
+            }
             out.push(inst);
         }
         out
@@ -628,6 +776,8 @@ pub enum InferenceStage {
     Backbone,
     /// FPN P2–P6.
     Fpn,
+    /// The dense head's distance maps (only with a dense head and splitting on).
+    DenseHead,
     /// RPN head, anchors, proposal selection (top-k per level, NMS).
     Rpn,
     /// RoIAlign 7×7 of the proposals.
@@ -640,20 +790,24 @@ pub enum InferenceStage {
     MaskHead,
     /// Mask pasting into image coordinates (Mask R-CNN's `paste_masks_in_image`).
     Paste,
+    /// Splitting instances by the distance maps (only with a dense head and splitting on).
+    Split,
 }
 
 impl InferenceStage {
     /// All stages, in order.
-    pub const ALL: [InferenceStage; 9] = [
+    pub const ALL: [InferenceStage; 11] = [
         InferenceStage::Preprocess,
         InferenceStage::Backbone,
         InferenceStage::Fpn,
+        InferenceStage::DenseHead,
         InferenceStage::Rpn,
         InferenceStage::BoxRoiAlign,
         InferenceStage::BoxBranch,
         InferenceStage::MaskRoiAlign,
         InferenceStage::MaskHead,
         InferenceStage::Paste,
+        InferenceStage::Split,
     ];
 
     /// A short name (`"backbone"`, `"mask head"`, ...).
@@ -668,6 +822,8 @@ impl InferenceStage {
             InferenceStage::MaskRoiAlign => "mask RoIAlign",
             InferenceStage::MaskHead => "mask head",
             InferenceStage::Paste => "mask pasting",
+            InferenceStage::DenseHead => "dense head",
+            InferenceStage::Split => "split",
         }
     }
 }

@@ -1,8 +1,10 @@
 //! Ground truth in the form the Mask R-CNN losses read.
 
+use ndarray::Array2;
+
 use super::ops::BoxXyxy;
 use crate::{
-    data::LabelMap,
+    data::{distance_transform, LabelMap},
     instances::{InstanceMask, Instances},
 };
 
@@ -37,6 +39,36 @@ impl TrainingTarget {
             }
         }
         t
+    }
+
+    /// The dense head's target (Naylor et al. 2019): each nucleus's Euclidean distance to
+    /// its own edge divided by its largest, so 1 at its centre and 0 off it, averaged over
+    /// `stride × stride` cells of a `width × height` input (nuclei cut by the input's edge
+    /// end there).
+    ///
+    /// # Shapes
+    /// → row-major `[height / stride, width / stride]` (sides rounded up).
+    pub fn distance_map(&self, width: usize, height: usize, stride: usize) -> Vec<f32> {
+        let stride = stride.max(1);
+        let (gw, gh) = (width.div_ceil(stride), height.div_ceil(stride));
+        let mut sums = vec![0.0f32; gw * gh];
+        for mask in &self.masks {
+            let (w, h) = (mask.width as usize, mask.height as usize);
+            let inside = Array2::from_shape_fn((h, w), |(y, x)| mask.data[y * w + x]);
+            let distance = distance_transform(&inside, true);
+            let peak = distance.iter().fold(0.0f32, |a, &b| a.max(b));
+            if peak <= 0.0 {
+                continue;
+            }
+            for ((y, x), &d) in distance.indexed_iter() {
+                let (px, py) = (mask.x0 as usize + x, mask.y0 as usize + y);
+                if d > 0.0 && px < width && py < height {
+                    sums[(py / stride) * gw + px / stride] += d / peak;
+                }
+            }
+        }
+        let cell = (stride * stride) as f32;
+        sums.iter().map(|s| (s / cell).min(1.0)).collect()
     }
 
     /// Number of nuclei.

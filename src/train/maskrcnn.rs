@@ -93,6 +93,11 @@ pub struct MaskRcnnTrainingConfig {
     /// Seed of every random choice (crops, augmentation, sampling).
     #[config(default = 0)]
     pub seed: u64,
+    /// Train only the dense head ([`MaskRcnnConfig::dense_head`]) on its own loss, every
+    /// other part frozen: adds the dense cue to a trained network without changing what it
+    /// detects.
+    #[config(default = false)]
+    pub dense_only: bool,
 }
 
 impl MaskRcnnTrainingConfig {
@@ -280,8 +285,9 @@ pub struct StepReport {
     pub step: usize,
     /// Learning rate used.
     pub lr: f64,
-    /// The five loss terms.
-    pub losses: [(&'static str, f32); 5],
+    /// The loss terms ([`MaskRcnnLosses::values`](crate::model::MaskRcnnLosses::values);
+    /// `loss_dense` alone when training only the dense head).
+    pub losses: Vec<(&'static str, f32)>,
     /// Their sum.
     pub total: f32,
     /// Wall time of the step.
@@ -349,7 +355,7 @@ impl MaskRcnnTrainer {
         checkpoint_dir: Option<PathBuf>,
     ) -> Result<Self, ModelError> {
         config.check()?;
-        let model = model.fork(&device.clone().autodiff()).train();
+        let model = Self::trainable(model.fork(&device.clone().autodiff()).train(), &config)?;
         let optim = Self::optimizer(&config);
         Ok(MaskRcnnTrainer {
             config,
@@ -476,7 +482,10 @@ impl MaskRcnnTrainer {
                 });
             }
         }
-        let model = load_model(&dir.join(MODEL_FILE), &device.clone().autodiff())?.train();
+        let model = Self::trainable(
+            load_model(&dir.join(MODEL_FILE), &device.clone().autodiff())?.train(),
+            &config,
+        )?;
         let optim = Self::optimizer(&config)
             .load(dir.join(OPTIM_FILE))
             .map_err(|e| ModelError::WeightFile {
@@ -491,6 +500,26 @@ impl MaskRcnnTrainer {
             checkpoint_dir: Some(checkpoint_dir),
             last_checkpoint: Some(dir),
             data: state.data,
+        })
+    }
+
+    /// `model` with only the parts `config` trains requiring gradients.
+    fn trainable(model: MaskRcnn, config: &MaskRcnnTrainingConfig) -> Result<MaskRcnn, ModelError> {
+        if !config.dense_only {
+            return Ok(model);
+        }
+        if model.dense_head.is_none() {
+            return Err(ModelError::InvalidConfig(
+                "training only the dense head needs a network with one (dense_head)".into(),
+            ));
+        }
+        Ok(MaskRcnn {
+            backbone: model.backbone.no_grad(),
+            fpn: model.fpn.no_grad(),
+            rpn_head: model.rpn_head.no_grad(),
+            box_head: model.box_head.no_grad(),
+            mask_head: model.mask_head.no_grad(),
+            ..model
         })
     }
 
@@ -518,16 +547,29 @@ impl MaskRcnnTrainer {
         }
         // The stain normalization is what the data went through, not the network: a model
         // trained on Macenko-normalized images may be fine-tuned on DCGMM-normalized ones.
-        let same = |c: &MaskRcnnConfig| serde_json::to_value(c.clone().with_normalizer(None)).ok();
-        if same(&model.config) != same(&self.model.config) {
+        // A dense head may be added: it then starts from its own initialization.
+        let adds_dense = model.dense_head.is_none() && self.model.dense_head.is_some();
+        let same = |c: &MaskRcnnConfig, dense: bool| {
+            let mut c = c.clone().with_normalizer(None).with_split(None);
+            if dense {
+                c.dense_head = None;
+            }
+            serde_json::to_value(c).ok()
+        };
+        if same(&model.config, adds_dense) != same(&self.model.config, adds_dense) {
             return Err(ModelError::InvalidConfig(
                 "the initial weights are another network than the one configured for training"
                     .into(),
             ));
         }
         let config = self.model.config.clone();
-        self.model = model.clone().fork(&self.model.device()).train();
-        self.model.config = config; // records this run's normalization
+        let dense_head = self.model.dense_head.clone();
+        let mut initial = model.clone().fork(&self.model.device()).train();
+        if adds_dense {
+            initial.dense_head = dense_head;
+        }
+        self.model = Self::trainable(initial, &self.config)?;
+        self.model.config = config; // records this run's normalization (and dense head)
         Ok(())
     }
 
@@ -596,9 +638,17 @@ impl MaskRcnnTrainer {
         let device = self.model.device();
         let refs: Vec<&RgbImage> = images.iter().collect();
         let (x, _) = self.model.preprocess(&refs, &device);
-        let losses = self.model.forward_train(x, &targets, &mut rng);
-        let values = losses.values();
-        let total = losses.total();
+        let (total, values) = if self.config.dense_only {
+            let loss = self
+                .model
+                .forward_train_dense(x, &targets)
+                .expect("checked when the trainer was built");
+            let value = loss.clone().into_scalar::<f32>();
+            (loss, vec![("loss_dense", value)])
+        } else {
+            let losses = self.model.forward_train(x, &targets, &mut rng);
+            (losses.total(), losses.values())
+        };
         let total_value: f32 = values.iter().map(|v| v.1).sum();
         if !values.iter().all(|v| v.1.is_finite()) {
             return Err(TrainError::NonFinite {

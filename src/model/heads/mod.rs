@@ -3,11 +3,13 @@
 //! their losses and post-processing.
 
 mod box_head;
+mod dense_head;
 mod mask_head;
 mod roi_heads;
 mod rpn;
 
 pub use box_head::{BoxHead, BoxHeadConfig};
+pub use dense_head::{DenseHead, DenseHeadConfig, DENSE_STRIDE};
 pub use mask_head::{MaskHead, MaskHeadConfig, BATCHED_REGIONS};
 pub use roi_heads::{Detection, RoiHeadsConfig, RoiSamples};
 pub use rpn::{Rpn, RpnConfig, RpnHead, RpnLosses, RpnOutput};

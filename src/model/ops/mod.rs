@@ -10,6 +10,7 @@ mod matcher;
 mod paste;
 mod roi_align;
 mod sampler;
+mod split;
 mod winograd;
 
 pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
@@ -23,4 +24,5 @@ pub use matcher::{Match, Matcher};
 pub use paste::paste_mask;
 pub use roi_align::{roi_align_plane, HostPyramid, RoiAlign, RoiAlignConfig, RoiAlignMethod};
 pub use sampler::BalancedSampler;
+pub use split::{split_touching, DistanceMap, SplitConfig};
 pub use winograd::{conv3x3_winograd, winograd_filter, WINOGRAD_TILES};
