@@ -91,6 +91,10 @@ struct Args {
     overlap: u32,
     #[command(flatten)]
     scale: common::ScaleArgs,
+    /// Resize each model input by this factor instead of the model's own test scale (1:
+    /// as given, as models before the shipped one's 0.9 did).
+    #[arg(long)]
+    test_scale: Option<f32>,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -152,16 +156,22 @@ fn run(args: Args) -> nucseg::Result<()> {
             .map(|p| {
                 Ok((
                     Some(p.clone()),
-                    load_bundle(&dir.join(&p).join("model.safetensors"), &device)?,
+                    common::with_test_scale(
+                        load_bundle(&dir.join(&p).join("model.safetensors"), &device)?,
+                        args.test_scale,
+                    )?,
                 ))
             })
             .collect::<nucseg::Result<Vec<_>>>()?,
         None => vec![(
             None,
-            match &args.model {
-                Some(p) => load_bundle(p, &device)?,
-                None => default_model(&device)?,
-            },
+            common::with_test_scale(
+                match &args.model {
+                    Some(p) => load_bundle(p, &device)?,
+                    None => default_model(&device)?,
+                },
+                args.test_scale,
+            )?,
         )],
     };
     if let Some(dir) = &args.fold_models {

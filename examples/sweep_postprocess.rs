@@ -13,8 +13,11 @@
 //! it at the Kumar test images: choosing on them is what the validation set is for.
 //!
 //! Prints one row per combination: means over images of AJI, AJI+, PQ, F1 at IoU 0.5, the
-//! ratio of predicted to true nuclei, and the share of AJI's union that is predicted area
-//! paired with no nucleus (pooled).
+//! ratio of predicted to true nuclei, the share of AJI's union that is predicted area
+//! paired with no nucleus (pooled), and where the true nuclei went (pooled): missed (no
+//! prediction at IoU 0.1) and merged (in a prediction holding most of two or more).
+//! `--oracle-split` adds a row per combination with every nucleus split by the true
+//! distance map: the most a perfect dense cue could gain.
 
 mod common;
 
@@ -25,8 +28,12 @@ use common::{exit_code, progress_bar};
 use nucseg::{
     backend::BackendKind,
     data::open_dataset,
-    metrics::{EvaluatedImage, Evaluation, ImageMetrics},
-    model::ops::SplitConfig,
+    data::LabelMap,
+    metrics::{EvaluatedImage, Evaluation, ImageMetrics, OverlapTable},
+    model::{
+        ops::{split_touching, DistanceMap, SplitConfig},
+        TrainingTarget,
+    },
     postprocess::TtaSet,
     InstanceSegmenter, Instances, Nuclei, OverlapConfig,
 };
@@ -77,6 +84,10 @@ struct Args {
     /// Minimum marker areas (px) of the split to try.
     #[arg(long = "split-min-areas", value_delimiter = ',', default_value = "12")]
     split_min_areas: Vec<u32>,
+    /// Also score each combination with its nuclei split by the truth's distance map
+    /// (`split_touching` with a perfect map).
+    #[arg(long)]
+    oracle_split: bool,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -144,8 +155,8 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         values
     };
-    println!("| split | box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| split | box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for split in &split_values {
         for &nms in &nms_values {
             for &proposals in &proposal_values {
@@ -202,38 +213,95 @@ fn score_rules(
                         .with_min_kept_fraction(kept)
                         .with_largest_component(largest)
                         .with_min_area(area);
-                    let mut images = Vec::with_capacity(found.len());
-                    let (mut n_pred, mut n_true) = (0usize, 0usize);
-                    for (id, truth, instances) in found {
-                        let mut kept_items = instances.clone();
-                        kept_items.items.retain(|i| i.score >= score);
-                        let nuclei = Nuclei::from_instances_with(&kept_items, &rule);
-                        let metrics = ImageMetrics::compute(truth, &nuclei.labels)?;
-                        n_pred += metrics.n_pred;
-                        n_true += metrics.n_true;
-                        images.push(EvaluatedImage {
-                            stem: id.clone(),
-                            metrics,
-                            prediction_missing: false,
+                    let oracle = [false, true];
+                    for &split in &oracle[..1 + args.oracle_split as usize] {
+                        let mut images = Vec::with_capacity(found.len());
+                        let (mut n_pred, mut n_true) = (0usize, 0usize);
+                        let (mut missed, mut merged) = (0usize, 0usize);
+                        for (id, truth, instances) in found {
+                            let mut kept_items = instances.clone();
+                            kept_items.items.retain(|i| i.score >= score);
+                            let mut labels = Nuclei::from_instances_with(&kept_items, &rule).labels;
+                            if split {
+                                labels = split_by_truth(truth, &labels);
+                            }
+                            let metrics = ImageMetrics::compute(truth, &labels)?;
+                            let (m, g) = missed_and_merged(&OverlapTable::new(truth, &labels)?);
+                            missed += m;
+                            merged += g;
+                            n_pred += metrics.n_pred;
+                            n_true += metrics.n_true;
+                            images.push(EvaluatedImage {
+                                stem: id.clone(),
+                                metrics,
+                                prediction_missing: false,
+                            });
+                        }
+                        let (unpaired, union) = images.iter().fold((0u64, 0u64), |(a, b), i| {
+                            let p = &i.metrics.aji_parts;
+                            (a + p.unpaired_pred, b + p.union)
                         });
+                        let m = Evaluation::from_images(images).summary.mean;
+                        let prefix = if split {
+                            "| by the truth's distance map | | ".to_string()
+                        } else {
+                            prefix.to_string()
+                        };
+                        let share = |k: usize| k as f64 / n_true.max(1) as f64;
+                        println!(
+                            "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                            m.aji,
+                            m.aji_plus,
+                            m.pq_pq,
+                            m.f1_iou50_f1,
+                            n_pred as f64 / n_true.max(1) as f64,
+                            unpaired as f64 / union.max(1) as f64,
+                            share(missed),
+                            share(merged),
+                        );
                     }
-                    let (unpaired, union) = images.iter().fold((0u64, 0u64), |(a, b), i| {
-                        let p = &i.metrics.aji_parts;
-                        (a + p.unpaired_pred, b + p.union)
-                    });
-                    let m = Evaluation::from_images(images).summary.mean;
-                    println!(
-                        "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} |",
-                        m.aji,
-                        m.aji_plus,
-                        m.pq_pq,
-                        m.f1_iou50_f1,
-                        n_pred as f64 / n_true.max(1) as f64,
-                        unpaired as f64 / union.max(1) as f64
-                    );
                 }
             }
         }
     }
     Ok(())
+}
+
+/// True nuclei with no prediction at IoU ≥ 0.1, and true nuclei lying mostly (more than half
+/// their area) inside a prediction that holds most of another one too.
+fn missed_and_merged(table: &OverlapTable) -> (usize, usize) {
+    let mut best = vec![0.0f64; table.true_ids.len()];
+    let mut holds = vec![0usize; table.pred_ids.len()];
+    for &(t, p, inter) in &table.pairs {
+        best[t as usize] = best[t as usize].max(table.iou(t, p, inter));
+        if 2 * inter > table.true_area[t as usize] {
+            holds[p as usize] += 1;
+        }
+    }
+    let missed = best.iter().filter(|&&b| b < 0.1).count();
+    let merged = table
+        .pairs
+        .iter()
+        .filter(|&&(t, p, inter)| 2 * inter > table.true_area[t as usize] && holds[p as usize] >= 2)
+        .count();
+    (missed, merged)
+}
+
+/// `pred` with each nucleus split by the truth's own distance map: what a perfect dense cue
+/// would do.
+fn split_by_truth(truth: &LabelMap, pred: &LabelMap) -> LabelMap {
+    let (w, h) = truth.dimensions();
+    let map = DistanceMap {
+        width: w as usize,
+        height: h as usize,
+        stride: 1,
+        values: TrainingTarget::from_label_map(truth).distance_map(w as usize, h as usize, 1),
+    };
+    let mut split = Instances::new(w, h);
+    for nucleus in &Instances::from_label_map(pred).items {
+        split
+            .items
+            .extend(split_touching(nucleus, &map, &SplitConfig::new()));
+    }
+    split.to_label_map()
 }
