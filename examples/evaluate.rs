@@ -91,8 +91,8 @@ struct Args {
     overlap: u32,
     #[command(flatten)]
     scale: common::ScaleArgs,
-    /// Resize each model input by this factor instead of the model's own test scale (1:
-    /// as given, as models before the shipped one's 0.9 did).
+    /// Resize each model input by this factor instead of the model's own test scale (the
+    /// shipped model's is 1: inputs as given).
     #[arg(long)]
     test_scale: Option<f32>,
     /// Compute device: cpu, wgpu or cuda.

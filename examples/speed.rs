@@ -31,8 +31,8 @@ struct Args {
     /// Model bundle; default: the shipped model.
     #[arg(long)]
     model: Option<PathBuf>,
-    /// Resize each model input by this factor instead of the model's own test scale (1:
-    /// as given, as the figures measured before the shipped model's 0.9).
+    /// Resize each model input by this factor instead of the model's own test scale (the
+    /// shipped model's is 1: inputs as given).
     #[arg(long)]
     test_scale: Option<f32>,
     /// Timed repetitions of each measurement (the best is reported).

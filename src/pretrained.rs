@@ -51,7 +51,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
     (
         "nucseg-default.json",
-        "304d8f50bb0d6642e56ca0d2aae8b74eb740403a506c1e0085b109bdb955f12a",
+        "5de1cd883bdaddb84e0e6ce129420e2dc5680b3efbd7dbb5df60ce9cfa2199a4",
     ),
     (
         "nucseg-default.normalizer.json",
@@ -61,7 +61,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v4";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v3";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).

@@ -120,7 +120,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub dcgmm_model: Option<std::path::PathBuf>,
     /// Resize each model input by this factor instead of the model's own test scale (the
-    /// shipped model's is 0.9; 1 segments inputs as given, as models before it did).
+    /// shipped model's is 1: inputs as given).
     #[arg(long)]
     pub test_scale: Option<f32>,
 }
