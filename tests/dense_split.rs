@@ -6,7 +6,7 @@ mod common;
 
 use nucseg::burn::store::ModuleSnapshot;
 use nucseg::burn::tensor::Device;
-use nucseg::data::{LabelMap, RgbImage};
+use nucseg::data::LabelMap;
 use nucseg::model::{
     io::{load_model_safetensors, save_model_f16},
     ops::SplitConfig,
@@ -14,21 +14,7 @@ use nucseg::model::{
 };
 use nucseg::train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage};
 
-/// Disc nuclei of radius 7 on a 24 px grid.
-fn tile(w: u32, h: u32) -> (RgbImage, LabelMap) {
-    let mut labels = LabelMap::new(w, h);
-    let image = RgbImage::from_fn(w, h, |x, y| {
-        let k = (x / 24) + (y / 24) * 100;
-        let (cx, cy) = ((x / 24) * 24 + 12, (y / 24) * 24 + 12);
-        if (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) < 49 {
-            labels.set(x, y, k + 1);
-            image::Rgb([80, 50, 140])
-        } else {
-            image::Rgb([230, 170, 200])
-        }
-    });
-    (image, labels)
-}
+use common::disc_tile as tile;
 
 /// Parameters as (name, bytes).
 type Params = Vec<(String, Vec<u8>)>;
@@ -133,13 +119,16 @@ fn a_dense_head_is_added_to_trained_weights_and_saved_with_them() {
     let network = MaskRcnnConfig::tiny()
         .with_dense()
         .with_split(Some(SplitConfig::new()));
-    let mut trainer = MaskRcnnTrainer::new(
-        network.init(&device).unwrap(),
-        dense_config(),
-        &device,
-        None,
-    )
-    .unwrap();
+    let trainer_for = |network: &MaskRcnnConfig| {
+        MaskRcnnTrainer::new(
+            network.init(&device).unwrap(),
+            dense_config(),
+            &device,
+            None,
+        )
+        .unwrap()
+    };
+    let mut trainer = trainer_for(&network);
     trainer.init_from(&trained).unwrap();
     let model = trainer.into_model();
     let (dense, rest) = params(&model);
@@ -147,13 +136,7 @@ fn a_dense_head_is_added_to_trained_weights_and_saved_with_them() {
     assert!(!dense.is_empty());
     assert!(model.config.dense_head.is_some() && model.config.split.is_some());
     // Weights of another network are still refused.
-    let mut trainer = MaskRcnnTrainer::new(
-        network.init(&device).unwrap(),
-        dense_config(),
-        &device,
-        None,
-    )
-    .unwrap();
+    let mut trainer = trainer_for(&network);
     let other = MaskRcnnConfig::tiny()
         .with_fpn_channels(16)
         .init(&device)

@@ -5,7 +5,7 @@ mod common;
 
 use nucseg::burn::store::ModuleSnapshot;
 use nucseg::burn::tensor::Device;
-use nucseg::data::{LabelMap, RgbImage};
+use nucseg::data::RgbImage;
 use nucseg::model::{
     backbone::ResNetConfig,
     io::{load_model, load_torchvision_maskrcnn, parameter_paths, save_model},
@@ -14,20 +14,7 @@ use nucseg::model::{
 use nucseg::train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage};
 use safetensors::{tensor::TensorView, Dtype};
 
-fn tile(w: u32, h: u32) -> (RgbImage, LabelMap) {
-    let mut labels = LabelMap::new(w, h);
-    let image = RgbImage::from_fn(w, h, |x, y| {
-        let k = (x / 24) + (y / 24) * 100;
-        let (cx, cy) = ((x / 24) * 24 + 12, (y / 24) * 24 + 12);
-        if (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) < 49 {
-            labels.set(x, y, k + 1);
-            image::Rgb([80, 50, 140])
-        } else {
-            image::Rgb([230, 170, 200])
-        }
-    });
-    (image, labels)
-}
+use common::disc_tile as tile;
 
 fn params(model: &MaskRcnn) -> Vec<(String, Vec<u8>)> {
     model

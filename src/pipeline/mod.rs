@@ -54,9 +54,10 @@ pub struct PipelineConfig {
     #[config(default = "OverlapConfig::cleanup()")]
     pub overlaps: OverlapConfig,
     /// Every image is resized by this factor before it is segmented, and the nuclei are
-    /// mapped back onto its pixels: the shipped model was trained at 40× (about 0.25 µm per
-    /// pixel), so a 20× image (0.5 µm) wants 2, as Cellpose rescales by `diameter` and
-    /// StarDist by `scale`. 1: as given.
+    /// mapped back onto its pixels, as Cellpose rescales by `diameter` and StarDist by
+    /// `scale`: the shipped model was trained at 40× (about 0.25 µm per pixel), and a 20×
+    /// image (0.5 µm) is nominally 2, though on CPM-15's 20× images 1.5 scored best and 2
+    /// worse than 1 (model card, "Test scale"). 1: as given.
     #[config(default = 1.0)]
     pub input_scale: f32,
 }

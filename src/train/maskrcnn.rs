@@ -550,7 +550,12 @@ impl MaskRcnnTrainer {
         // A dense head may be added: it then starts from its own initialization.
         let adds_dense = model.dense_head.is_none() && self.model.dense_head.is_some();
         let same = |c: &MaskRcnnConfig, dense: bool| {
-            let mut c = c.clone().with_normalizer(None).with_split(None);
+            // Inference settings do not change the network either.
+            let mut c = c
+                .clone()
+                .with_normalizer(None)
+                .with_split(None)
+                .with_test_scale(None);
             if dense {
                 c.dense_head = None;
             }

@@ -71,3 +71,19 @@ pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
     chunk(&mut out, b"IEND", &[]);
     out
 }
+
+/// Disc nuclei of radius 7 on a 24 px grid, with their label map.
+pub fn disc_tile(w: u32, h: u32) -> (nucseg::data::RgbImage, nucseg::data::LabelMap) {
+    let mut labels = nucseg::data::LabelMap::new(w, h);
+    let image = nucseg::data::RgbImage::from_fn(w, h, |x, y| {
+        let k = (x / 24) + (y / 24) * 100;
+        let (cx, cy) = ((x / 24) * 24 + 12, (y / 24) * 24 + 12);
+        if (x as i32 - cx as i32).pow(2) + (y as i32 - cy as i32).pow(2) < 49 {
+            labels.set(x, y, k + 1);
+            image::Rgb([80, 50, 140])
+        } else {
+            image::Rgb([230, 170, 200])
+        }
+    });
+    (image, labels)
+}
