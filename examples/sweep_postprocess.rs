@@ -205,6 +205,11 @@ fn score_rules(
     found: &[(String, nucseg::data::LabelMap, Instances)],
     prefix: &str,
 ) -> nucseg::Result<()> {
+    // The truth's distance maps, once per image, for --oracle-split.
+    let oracle_maps: Vec<Option<DistanceMap>> = found
+        .iter()
+        .map(|(_, truth, _)| args.oracle_split.then(|| truth_distance_map(truth)))
+        .collect();
     for &score in &args.min_scores {
         for &kept in &args.kept_fractions {
             for &largest in &args.largest {
@@ -218,15 +223,16 @@ fn score_rules(
                         let mut images = Vec::with_capacity(found.len());
                         let (mut n_pred, mut n_true) = (0usize, 0usize);
                         let (mut missed, mut merged) = (0usize, 0usize);
-                        for (id, truth, instances) in found {
+                        for ((id, truth, instances), map) in found.iter().zip(&oracle_maps) {
                             let mut kept_items = instances.clone();
                             kept_items.items.retain(|i| i.score >= score);
                             let mut labels = Nuclei::from_instances_with(&kept_items, &rule).labels;
-                            if split {
-                                labels = split_by_truth(truth, &labels);
+                            if let (true, Some(map)) = (split, map) {
+                                labels = split_by(map, &labels);
                             }
-                            let metrics = ImageMetrics::compute(truth, &labels)?;
-                            let (m, g) = missed_and_merged(&OverlapTable::new(truth, &labels)?);
+                            let table = OverlapTable::new(truth, &labels)?;
+                            let metrics = ImageMetrics::from_table(&table);
+                            let (m, g) = missed_and_merged(&table);
                             missed += m;
                             merged += g;
                             n_pred += metrics.n_pred;
@@ -287,21 +293,25 @@ fn missed_and_merged(table: &OverlapTable) -> (usize, usize) {
     (missed, merged)
 }
 
-/// `pred` with each nucleus split by the truth's own distance map: what a perfect dense cue
-/// would do.
-fn split_by_truth(truth: &LabelMap, pred: &LabelMap) -> LabelMap {
-    let (w, h) = truth.dimensions();
-    let map = DistanceMap {
-        width: w as usize,
-        height: h as usize,
+/// The truth's own distance map (the dense head's target at full resolution): what a
+/// perfect dense cue would predict.
+fn truth_distance_map(truth: &LabelMap) -> DistanceMap {
+    let (w, h) = (truth.width() as usize, truth.height() as usize);
+    DistanceMap {
+        width: w,
+        height: h,
         stride: 1,
-        values: TrainingTarget::from_label_map(truth).distance_map(w as usize, h as usize, 1),
-    };
-    let mut split = Instances::new(w, h);
+        values: TrainingTarget::from_label_map(truth).distance_map(w, h, 1),
+    }
+}
+
+/// `pred` with each nucleus split by `map`.
+fn split_by(map: &DistanceMap, pred: &LabelMap) -> LabelMap {
+    let mut split = Instances::new(pred.width(), pred.height());
     for nucleus in &Instances::from_label_map(pred).items {
         split
             .items
-            .extend(split_touching(nucleus, &map, &SplitConfig::new()));
+            .extend(split_touching(nucleus, map, &SplitConfig::new()));
     }
     split.to_label_map()
 }

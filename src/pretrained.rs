@@ -536,14 +536,13 @@ pub fn load_bundle(weights: &Path, device: &Device) -> crate::Result<ModelBundle
 
 /// A bundle's normalizer file: a [`SavedDcgmm`] (`"kind": "dcgmm"`) or a [`FittedClassical`].
 fn load_normalizer(path: &Path, device: &Device) -> crate::Result<BundleNormalizer> {
-    let is_dcgmm = std::fs::read(path)
-        .ok()
-        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .is_some_and(|v| v.get("kind").is_some_and(|k| k == "dcgmm"));
-    if !is_dcgmm {
-        return Ok(BundleNormalizer::Classical(FittedClassical::load(path)?));
+    let value = crate::stain::read_normalizer_json(path)?;
+    if value.get("kind").is_none_or(|k| k != "dcgmm") {
+        return Ok(BundleNormalizer::Classical(FittedClassical::from_value(
+            value, path,
+        )?));
     }
-    let saved: SavedDcgmm = crate::io::read_json(path).map_err(|e| {
+    let saved: SavedDcgmm = serde_json::from_value(value).map_err(|e| {
         StainError::Config(format!(
             "{}: not a saved DCGMM normalizer: {e}",
             path.display()

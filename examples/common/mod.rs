@@ -131,11 +131,8 @@ pub fn with_test_scale(
     scale: Option<f32>,
 ) -> nucseg::Result<nucseg::pretrained::ModelBundle> {
     if let Some(s) = scale {
-        if !(s.is_finite() && (0.25..=4.0).contains(&s)) {
-            return Err(nucseg::model::ModelError::InvalidConfig(format!(
-                "--test-scale {s} must lie in [0.25, 4]"
-            ))
-            .into());
+        if let Some(problem) = nucseg::data::resize_problem("--test-scale", s) {
+            return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
         }
         bundle.model.config.test_scale = Some(s);
     }

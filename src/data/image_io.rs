@@ -267,6 +267,33 @@ pub fn write_rgb_png(path: impl AsRef<Path>, image: &RgbImage) -> Result<(), Dat
     })
 }
 
+/// The resize factors accepted before segmenting ([`resize_by`]): a quarter to four times.
+pub const RESIZE_FACTORS: std::ops::RangeInclusive<f32> = 0.25..=4.0;
+
+/// Why `factor` (named `what` in the message) is not a resize factor, if it is not one.
+pub fn resize_problem(what: &str, factor: f32) -> Option<String> {
+    (!(factor.is_finite() && RESIZE_FACTORS.contains(&factor))).then(|| {
+        format!(
+            "{what} {factor} must lie in [{}, {}]",
+            RESIZE_FACTORS.start(),
+            RESIZE_FACTORS.end()
+        )
+    })
+}
+
+/// `image` resized by `factor` (sides rounded, at least 1 px): Catmull–Rom when enlarging,
+/// a triangle filter when shrinking.
+pub fn resize_by(image: &RgbImage, factor: f32) -> RgbImage {
+    use image::imageops::{resize, FilterType};
+    let size = |v: u32| ((v as f32 * factor).round() as u32).max(1);
+    let filter = if factor > 1.0 {
+        FilterType::CatmullRom
+    } else {
+        FilterType::Triangle
+    };
+    resize(image, size(image.width()), size(image.height()), filter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,8 +23,9 @@ pub use dataset::{
 pub use error::DataError;
 pub use image::RgbImage;
 pub use image_io::{
-    max_pixels, read_rgb, read_rgb_reporting, read_rgb_with, set_max_pixels, write_rgb_png,
-    GreyPolicy, ReadOptions, ReadReport, DEFAULT_MAX_PIXELS,
+    max_pixels, read_rgb, read_rgb_reporting, read_rgb_with, resize_by, resize_problem,
+    set_max_pixels, write_rgb_png, GreyPolicy, ReadOptions, ReadReport, DEFAULT_MAX_PIXELS,
+    RESIZE_FACTORS,
 };
 pub use label_map::{
     read_instance_mask, read_label_map, write_label_map, InstanceStats, LabelMap, MaskKind,

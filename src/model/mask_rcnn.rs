@@ -223,8 +223,7 @@ impl MaskRcnnConfig {
             .or_else(|| self.split.as_ref().and_then(SplitConfig::problem))
             .or_else(|| {
                 self.test_scale
-                    .filter(|s| !(s.is_finite() && (0.25..=4.0).contains(s)))
-                    .map(|s| format!("test_scale {s} must lie in [0.25, 4]"))
+                    .and_then(|s| crate::data::resize_problem("test_scale", s))
             })
         {
             return Err(ModelError::InvalidConfig(problem));
@@ -589,15 +588,9 @@ impl MaskRcnn {
         match self.config.test_scale.filter(|&s| s != 1.0) {
             None => self.predict_as_given(images, min_score, clock),
             Some(scale) => {
-                let size = |v: u32| ((v as f32 * scale).round() as u32).max(1);
-                let filter = if scale > 1.0 {
-                    image::imageops::FilterType::CatmullRom
-                } else {
-                    image::imageops::FilterType::Triangle
-                };
                 let resized: Vec<RgbImage> = images
                     .iter()
-                    .map(|i| image::imageops::resize(i, size(i.width()), size(i.height()), filter))
+                    .map(|i| crate::data::resize_by(i, scale))
                     .collect();
                 self.predict_as_given(&resized, min_score, clock)
                     .into_iter()

@@ -99,12 +99,12 @@ impl<S: InstanceSegmenter> Pipeline<S> {
             }
             .into());
         }
-        if !(config.input_scale.is_finite() && (0.25..=4.0).contains(&config.input_scale)) {
+        if crate::data::resize_problem("input_scale", config.input_scale).is_some() {
             return Err(crate::postprocess::PostprocessError::InvalidConfig {
                 config: "PipelineConfig",
                 field: "input_scale",
                 value: config.input_scale.to_string(),
-                reason: "a resize factor must lie in [0.25, 4]",
+                reason: "a resize factor must lie in [0.25, 4] (data::RESIZE_FACTORS)",
             }
             .into());
         }
@@ -187,13 +187,7 @@ impl<S: InstanceSegmenter> Pipeline<S> {
             );
         }
         let (w, h) = normalized.dimensions();
-        let size = |v: u32| ((v as f32 * scale).round() as u32).max(1);
-        let filter = if scale > 1.0 {
-            image::imageops::FilterType::CatmullRom
-        } else {
-            image::imageops::FilterType::Triangle
-        };
-        let resized = image::imageops::resize(&normalized, size(w), size(h), filter);
+        let resized = crate::data::resize_by(&normalized, scale);
         let found = tiled.tiler.segment_above(
             &tiled.segmenter,
             &resized,

@@ -75,14 +75,15 @@ impl FittedClassical {
     /// [`MacenkoConfig::max_concentration_over_tissue`] existed (read as `false`, what they
     /// did).
     pub fn load(path: &Path) -> crate::Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| crate::data::DataError::Io {
-            path: path.to_path_buf(),
-            source: e,
-        })?;
+        Self::from_value(read_normalizer_json(path)?, path)
+    }
+
+    /// A normalizer from the parsed JSON of its file `path` (named in errors); files of
+    /// versions before `max_concentration_over_tissue` read with it off.
+    pub fn from_value(mut value: serde_json::Value, path: &Path) -> crate::Result<Self> {
         let invalid = |e: serde_json::Error| -> crate::Error {
             StainError::Config(format!("{}: not a saved normalizer: {e}", path.display())).into()
         };
-        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(invalid)?;
         if value.get("kind").is_some_and(|k| k == "macenko") {
             if let Some(config) = value.get_mut("config").and_then(|c| c.as_object_mut()) {
                 config
@@ -175,6 +176,18 @@ pub fn build_normalizer(
         StainError::Config("dcgmm needs a trained model (.bpk with its .json)".into())
     })?;
     Ok(Some(Box::new(load_dcgmm(path, template, device)?)))
+}
+
+/// A normalizer file's JSON, unparsed into a type (so a caller can look at its `"kind"`
+/// first); an unreadable file or invalid JSON is an error naming it.
+pub fn read_normalizer_json(path: &Path) -> crate::Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|e| crate::data::DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    Ok(serde_json::from_str(&text).map_err(|e| {
+        StainError::Config(format!("{}: not a saved normalizer: {e}", path.display()))
+    })?)
 }
 
 /// The DCGMM network at `path` on `device` with a template: `template` (an image to fit,

@@ -37,7 +37,9 @@ pub use dcgmm::{
     GaussianMixture, UNet, UNetConfig, TILE_MARGIN,
 };
 pub use error::StainError;
-pub use fitted::{build_normalizer, fit_classical, load_dcgmm, FittedClassical};
+pub use fitted::{
+    build_normalizer, fit_classical, load_dcgmm, read_normalizer_json, FittedClassical,
+};
 pub use macenko::{Macenko, MacenkoConfig, MacenkoStains};
 pub use normalizer::{
     count_tissue_pixels, has_tissue, IdentityNormalizer, NormalizerKind, StainNormalizer,

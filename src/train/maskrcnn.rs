@@ -513,13 +513,12 @@ impl MaskRcnnTrainer {
                 "training only the dense head needs a network with one (dense_head)".into(),
             ));
         }
+        // Everything frozen, then the head put back as it was (a part added later is frozen
+        // too, not trained by accident).
+        let dense_head = model.dense_head.clone();
         Ok(MaskRcnn {
-            backbone: model.backbone.no_grad(),
-            fpn: model.fpn.no_grad(),
-            rpn_head: model.rpn_head.no_grad(),
-            box_head: model.box_head.no_grad(),
-            mask_head: model.mask_head.no_grad(),
-            ..model
+            dense_head,
+            ..model.no_grad()
         })
     }
 

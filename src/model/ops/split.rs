@@ -116,15 +116,10 @@ pub fn split_touching(
     pixels
         .into_iter()
         .filter(|p| !p.is_empty())
-        .map(|p| {
-            let mask = InstanceMask::from_pixels(p.iter().copied());
-            let b = mask.tight_bbox().unwrap_or([0; 4]);
-            Instance {
-                mask,
-                bbox: [b[0] as f32, b[1] as f32, b[2] as f32, b[3] as f32],
-                score: instance.score,
-                class_id: instance.class_id,
-            }
+        .map(|p| Instance {
+            score: instance.score,
+            class_id: instance.class_id,
+            ..Instance::from_mask(InstanceMask::from_pixels(p.iter().copied()))
         })
         .collect()
 }
