@@ -95,6 +95,9 @@ struct Args {
     /// shipped model's is 1: inputs as given).
     #[arg(long)]
     test_scale: Option<f32>,
+    /// Mask probability at which a pixel joins its nucleus, instead of the model's own.
+    #[arg(long)]
+    mask_threshold: Option<f32>,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -156,21 +159,23 @@ fn run(args: Args) -> nucseg::Result<()> {
             .map(|p| {
                 Ok((
                     Some(p.clone()),
-                    common::with_test_scale(
+                    common::with_test_settings(
                         load_bundle(&dir.join(&p).join("model.safetensors"), &device)?,
                         args.test_scale,
+                        args.mask_threshold,
                     )?,
                 ))
             })
             .collect::<nucseg::Result<Vec<_>>>()?,
         None => vec![(
             None,
-            common::with_test_scale(
+            common::with_test_settings(
                 match &args.model {
                     Some(p) => load_bundle(p, &device)?,
                     None => default_model(&device)?,
                 },
                 args.test_scale,
+                args.mask_threshold,
             )?,
         )],
     };

@@ -121,12 +121,13 @@ fn run(args: Args) -> nucseg::Result<()> {
     println!("\n## Machine\nf32 matmul {n}×{n}·{n}×{n}: {gemm:.3} s = {peak:.1} GFLOP/s (the measured peak)");
 
     // 2. The model's arithmetic.
-    let bundle = common::with_test_scale(
+    let bundle = common::with_test_settings(
         match &args.model {
             Some(p) => load_bundle(p, &device)?,
             None => default_model(&device)?,
         },
         args.test_scale,
+        None,
     )?;
     let model = &bundle.model;
     let macs = model.config.inference_macs();

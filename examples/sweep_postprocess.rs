@@ -1,8 +1,8 @@
 //! Chooses the pipeline's clean-up settings on a validation set: segments each annotated
 //! image once (at the lowest score threshold asked for), then scores every combination of
 //! score threshold and overlap rule (`OverlapConfig`) on the kept instances. With
-//! `--box-nms` and `--proposals` it does so for each of those model settings (one
-//! segmentation of the folder each).
+//! `--box-nms`, `--proposals`, `--mask-thresholds` and `--split` it does so for each
+//! combination of those model settings (one segmentation of the folder each).
 //!
 //! ```text
 //! cargo run --release --example sweep_postprocess -- --data ../shared/data/cpm15 --tta none \
@@ -17,7 +17,8 @@
 //! paired with no nucleus (pooled), and where the true nuclei went (pooled): missed (no
 //! prediction at IoU 0.1) and merged (in a prediction holding most of two or more).
 //! `--oracle-split` adds a row per combination with every nucleus split by the true
-//! distance map: the most a perfect dense cue could gain.
+//! distance map: the most a perfect dense cue could gain. The last column compares mask
+//! sizes: pooled predicted over true area of the pairs matched at IoU > 0.5.
 
 mod common;
 
@@ -81,6 +82,10 @@ struct Args {
     /// again; default: the model's setting). Needs a model with a dense head.
     #[arg(long = "split", value_delimiter = ',')]
     split: Vec<f32>,
+    /// Mask probability thresholds of the pasted masks to try (Mask R-CNN's binarization
+    /// at 0.5; each segments the folder again; default: the model's).
+    #[arg(long = "mask-thresholds", value_delimiter = ',')]
+    mask_thresholds: Vec<f32>,
     /// Minimum marker areas (px) of the split to try.
     #[arg(long = "split-min-areas", value_delimiter = ',', default_value = "12")]
     split_min_areas: Vec<u32>,
@@ -155,45 +160,64 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         values
     };
-    println!("| split | box NMS | proposals / 512² | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    let mask_values = if args.mask_thresholds.is_empty() {
+        vec![base.config.roi_heads.mask_thresh]
+    } else {
+        args.mask_thresholds.clone()
+    };
+    if let Some(bad) = mask_values.iter().find(|t| !(**t > 0.0 && **t < 1.0)) {
+        return Err(nucseg::model::ModelError::InvalidConfig(format!(
+            "--mask-thresholds: {bad} must lie in (0, 1)"
+        ))
+        .into());
+    }
+    // Every combination of the model settings, each one segmentation of the folder.
+    let mut variants = Vec::new();
     for split in &split_values {
         for &nms in &nms_values {
             for &proposals in &proposal_values {
-                let mut model = base.clone();
-                model.config.split = split.clone();
-                model.config.roi_heads.nms_thresh = nms;
-                let rpn = &mut model.rpn.config;
-                // The pre-NMS top-k keeps its ratio to the post-NMS count.
-                rpn.pre_nms_top_n_test =
-                    rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
-                rpn.post_nms_top_n_test = proposals;
-                // A pipeline owns its normalizer: each gets its own from the loaded bundle.
-                let normalizer = bundle.normalizer_for(
-                    &args.model.normalize,
-                    args.model.template.as_deref(),
-                    args.model.dcgmm_model.as_deref(),
-                    &device,
-                )?;
-                let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
-                let bar = progress_bar(samples.len() as u64, "segment", true);
-                let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
-                for info in &samples {
-                    let (image, truth) = info.load_annotated("validation")?;
-                    found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
-                    bar.inc(1);
+                for &mask in &mask_values {
+                    variants.push((split.clone(), nms, proposals, mask));
                 }
-                bar.finish_and_clear();
-                let split_cell = split.as_ref().map_or("off".to_string(), |s| {
-                    format!("{} / {} px", s.marker_threshold, s.min_marker_area)
-                });
-                score_rules(
-                    &args,
-                    &found,
-                    &format!("| {split_cell} | {nms} | {proposals} "),
-                )?;
             }
         }
+    }
+    println!("| split | box NMS | proposals / 512² | mask threshold | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (split, nms, proposals, mask) in variants {
+        let mut model = base.clone();
+        model.config.split = split.clone();
+        model.config.roi_heads.nms_thresh = nms;
+        model.config.roi_heads.mask_thresh = mask;
+        let rpn = &mut model.rpn.config;
+        // The pre-NMS top-k keeps its ratio to the post-NMS count.
+        rpn.pre_nms_top_n_test =
+            rpn.pre_nms_top_n_test * proposals / rpn.post_nms_top_n_test.max(1);
+        rpn.post_nms_top_n_test = proposals;
+        // A pipeline owns its normalizer: each gets its own from the loaded bundle.
+        let normalizer = bundle.normalizer_for(
+            &args.model.normalize,
+            args.model.template.as_deref(),
+            args.model.dcgmm_model.as_deref(),
+            &device,
+        )?;
+        let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
+        let bar = progress_bar(samples.len() as u64, "segment", true);
+        let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
+        for info in &samples {
+            let (image, truth) = info.load_annotated("validation")?;
+            found.push((info.id.clone(), truth, pipeline.segment_instances(&image)?));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+        let split_cell = split.as_ref().map_or("off".to_string(), |s| {
+            format!("{} / {} px", s.marker_threshold, s.min_marker_area)
+        });
+        score_rules(
+            &args,
+            &found,
+            &format!("| {split_cell} | {nms} | {proposals} | {mask} "),
+        )?;
     }
     Ok(())
 }
@@ -223,6 +247,7 @@ fn score_rules(
                         let mut images = Vec::with_capacity(found.len());
                         let (mut n_pred, mut n_true) = (0usize, 0usize);
                         let (mut missed, mut merged) = (0usize, 0usize);
+                        let (mut matched_pred, mut matched_true) = (0u64, 0u64);
                         for ((id, truth, instances), map) in found.iter().zip(&oracle_maps) {
                             let mut kept_items = instances.clone();
                             kept_items.items.retain(|i| i.score >= score);
@@ -235,6 +260,12 @@ fn score_rules(
                             let (m, g) = missed_and_merged(&table);
                             missed += m;
                             merged += g;
+                            for &(t, p, inter) in &table.pairs {
+                                if table.iou(t, p, inter) > 0.5 {
+                                    matched_pred += table.pred_area[p as usize];
+                                    matched_true += table.true_area[t as usize];
+                                }
+                            }
                             n_pred += metrics.n_pred;
                             n_true += metrics.n_true;
                             images.push(EvaluatedImage {
@@ -249,13 +280,13 @@ fn score_rules(
                         });
                         let m = Evaluation::from_images(images).summary.mean;
                         let prefix = if split {
-                            "| by the truth's distance map | | ".to_string()
+                            "| by the truth's distance map | | | ".to_string()
                         } else {
                             prefix.to_string()
                         };
                         let share = |k: usize| k as f64 / n_true.max(1) as f64;
                         println!(
-                            "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                            "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                             m.aji,
                             m.aji_plus,
                             m.pq_pq,
@@ -264,6 +295,7 @@ fn score_rules(
                             unpaired as f64 / union.max(1) as f64,
                             share(missed),
                             share(merged),
+                            matched_pred as f64 / matched_true.max(1) as f64,
                         );
                     }
                 }

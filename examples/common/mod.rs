@@ -123,18 +123,34 @@ pub struct ModelArgs {
     /// shipped model's is 1: inputs as given).
     #[arg(long)]
     pub test_scale: Option<f32>,
+    /// Mask probability at which a pixel joins its nucleus, instead of the model's own
+    /// (Mask R-CNN binarizes at 0.5); lower gives larger nuclei, for annotations drawn
+    /// wider than the model's.
+    #[arg(long)]
+    pub mask_threshold: Option<f32>,
 }
 
-/// `bundle` with its model's test scale replaced by `scale` (`--test-scale`), when given.
-pub fn with_test_scale(
+/// `bundle` with its model's test scale replaced by `scale` (`--test-scale`) and its mask
+/// threshold by `mask_threshold` (`--mask-threshold`), where given.
+pub fn with_test_settings(
     mut bundle: nucseg::pretrained::ModelBundle,
     scale: Option<f32>,
+    mask_threshold: Option<f32>,
 ) -> nucseg::Result<nucseg::pretrained::ModelBundle> {
     if let Some(s) = scale {
         if let Some(problem) = nucseg::data::resize_problem("--test-scale", s) {
             return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
         }
         bundle.model.config.test_scale = Some(s);
+    }
+    if let Some(t) = mask_threshold {
+        if !(t > 0.0 && t < 1.0) {
+            return Err(nucseg::model::ModelError::InvalidConfig(format!(
+                "--mask-threshold {t} must lie in (0, 1)"
+            ))
+            .into());
+        }
+        bundle.model.config.roi_heads.mask_thresh = t;
     }
     Ok(bundle)
 }
@@ -152,7 +168,7 @@ impl ModelArgs {
             Some(path) => nucseg::pretrained::load_bundle(path, device)?,
             None => nucseg::pretrained::default_model(device)?,
         };
-        let bundle = with_test_scale(bundle, self.test_scale)?;
+        let bundle = with_test_settings(bundle, self.test_scale, self.mask_threshold)?;
         let normalizer = bundle.normalizer_for(
             &self.normalize,
             self.template.as_deref(),
