@@ -206,19 +206,34 @@ pub struct PipelineArgs {
     /// Drop nuclei of fewer pixels (default: the pipeline's).
     #[arg(long)]
     pub min_area: Option<u32>,
+    /// With TTA, nuclei that augmented views find but the original misses: majority (kept
+    /// when most views find them; the default) or drop (the paper's literal procedure).
+    #[arg(long, value_parser = parse_unmatched)]
+    pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
+}
+
+/// `drop` or `majority`, for `--unmatched`.
+fn parse_unmatched(s: &str) -> Result<nucseg::postprocess::UnmatchedPolicy, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "drop" => Ok(nucseg::postprocess::UnmatchedPolicy::Drop),
+        "majority" => Ok(nucseg::postprocess::UnmatchedPolicy::Majority),
+        _ => Err(format!("unknown policy {s:?}: expected drop or majority")),
+    }
 }
 
 impl PipelineArgs {
     /// The pipeline's configuration with these settings and the TTA views `tta`.
     pub fn config(&self, tta: nucseg::postprocess::TtaSet) -> nucseg::pipeline::PipelineConfig {
         let defaults = nucseg::pipeline::PipelineConfig::new();
+        let unmatched = defaults.tta.unmatched;
         defaults
             .clone()
             .with_tta(
                 defaults
                     .tta
                     .with_set(tta)
-                    .with_view_min_score(self.view_min_score),
+                    .with_view_min_score(self.view_min_score)
+                    .with_unmatched(self.unmatched.unwrap_or(unmatched)),
             )
             .with_tiling(
                 defaults
