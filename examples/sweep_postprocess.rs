@@ -165,11 +165,11 @@ fn run(args: Args) -> nucseg::Result<()> {
     } else {
         args.mask_thresholds.clone()
     };
-    if let Some(bad) = mask_values.iter().find(|t| !(**t > 0.0 && **t < 1.0)) {
-        return Err(nucseg::model::ModelError::InvalidConfig(format!(
-            "--mask-thresholds: {bad} must lie in (0, 1)"
-        ))
-        .into());
+    if let Some(problem) = mask_values
+        .iter()
+        .find_map(|&t| nucseg::model::heads::mask_threshold_problem("--mask-thresholds:", t))
+    {
+        return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
     }
     // Every combination of the model settings, each one segmentation of the folder.
     let mut variants = Vec::new();

@@ -144,11 +144,8 @@ pub fn with_test_settings(
         bundle.model.config.test_scale = Some(s);
     }
     if let Some(t) = mask_threshold {
-        if !(t > 0.0 && t < 1.0) {
-            return Err(nucseg::model::ModelError::InvalidConfig(format!(
-                "--mask-threshold {t} must lie in (0, 1)"
-            ))
-            .into());
+        if let Some(problem) = nucseg::model::heads::mask_threshold_problem("--mask-threshold", t) {
+            return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
         }
         bundle.model.config.roi_heads.mask_thresh = t;
     }
@@ -208,17 +205,8 @@ pub struct PipelineArgs {
     pub min_area: Option<u32>,
     /// With TTA, nuclei that augmented views find but the original misses: majority (kept
     /// when most views find them; the default) or drop (the paper's literal procedure).
-    #[arg(long, value_parser = parse_unmatched)]
+    #[arg(long)]
     pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
-}
-
-/// `drop` or `majority`, for `--unmatched`.
-fn parse_unmatched(s: &str) -> Result<nucseg::postprocess::UnmatchedPolicy, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "drop" => Ok(nucseg::postprocess::UnmatchedPolicy::Drop),
-        "majority" => Ok(nucseg::postprocess::UnmatchedPolicy::Majority),
-        _ => Err(format!("unknown policy {s:?}: expected drop or majority")),
-    }
 }
 
 impl PipelineArgs {

@@ -221,6 +221,7 @@ impl MaskRcnnConfig {
             .as_ref()
             .and_then(DenseHeadConfig::problem)
             .or_else(|| self.split.as_ref().and_then(SplitConfig::problem))
+            .or_else(|| self.roi_heads.problem())
             .or_else(|| {
                 self.test_scale
                     .and_then(|s| crate::data::resize_problem("test_scale", s))

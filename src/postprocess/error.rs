@@ -20,6 +20,9 @@ pub enum PostprocessError {
     /// A string that names no [`TtaSet`](super::TtaSet).
     #[error("unknown test-time augmentation set {0:?}: expected none, paper or d4")]
     UnknownTtaSet(String),
+    /// A string that names no [`UnmatchedPolicy`](super::UnmatchedPolicy).
+    #[error("unknown policy for unmatched nuclei {0:?}: expected drop or majority")]
+    UnknownUnmatchedPolicy(String),
     /// A segmenter returned a different number of results than images it was given.
     #[error("{context}: the segmenter returned {got} results for a batch of {expected} images")]
     BatchLength {

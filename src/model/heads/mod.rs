@@ -11,5 +11,5 @@ mod rpn;
 pub use box_head::{BoxHead, BoxHeadConfig};
 pub use dense_head::{DenseHead, DenseHeadConfig, DENSE_STRIDE};
 pub use mask_head::{MaskHead, MaskHeadConfig, BATCHED_REGIONS};
-pub use roi_heads::{Detection, RoiHeadsConfig, RoiSamples};
+pub use roi_heads::{mask_threshold_problem, Detection, RoiHeadsConfig, RoiSamples};
 pub use rpn::{Rpn, RpnConfig, RpnHead, RpnLosses, RpnOutput};

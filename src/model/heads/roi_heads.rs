@@ -88,7 +88,28 @@ pub struct Detection {
     pub label: u32,
 }
 
+/// Why `threshold` cannot be a mask probability threshold (`name` in the message), if it
+/// cannot: it must lie in (0, 1), or every pixel or none would pass.
+pub fn mask_threshold_problem(name: &str, threshold: f32) -> Option<String> {
+    (!(threshold > 0.0 && threshold < 1.0))
+        .then(|| format!("{name} {threshold} must lie in (0, 1)"))
+}
+
 impl RoiHeadsConfig {
+    /// What is wrong with the test-time thresholds, if anything: score and NMS IoU
+    /// thresholds in [0, 1], the mask threshold in (0, 1).
+    pub fn problem(&self) -> Option<String> {
+        mask_threshold_problem("roi_heads.mask_thresh", self.mask_thresh).or_else(|| {
+            (!((0.0..=1.0).contains(&self.score_thresh) && (0.0..=1.0).contains(&self.nms_thresh)))
+                .then(|| {
+                    format!(
+                        "roi_heads: score_thresh {} and nms_thresh {} must lie in [0, 1]",
+                        self.score_thresh, self.nms_thresh
+                    )
+                })
+        })
+    }
+
     /// The box coder of the box head.
     pub fn coder(&self) -> BoxCoder {
         BoxCoder::new(self.bbox_reg_weights)
@@ -323,6 +344,21 @@ mod tests {
             labels: vec![1],
             masks: vec![mask],
         }
+    }
+
+    #[test]
+    fn thresholds_out_of_range_are_problems() {
+        assert_eq!(RoiHeadsConfig::new().problem(), None);
+        for bad in [
+            RoiHeadsConfig::new().with_mask_thresh(0.0),
+            RoiHeadsConfig::new().with_mask_thresh(1.5),
+            RoiHeadsConfig::new().with_score_thresh(-0.1),
+            RoiHeadsConfig::new().with_nms_thresh(f32::NAN),
+        ] {
+            assert!(bad.problem().is_some(), "{bad:?}");
+        }
+        let message = mask_threshold_problem("--mask-threshold", 1.5).unwrap();
+        assert!(message.contains("--mask-threshold 1.5"), "{message}");
     }
 
     #[test]

@@ -82,6 +82,19 @@ pub enum UnmatchedPolicy {
     Majority,
 }
 
+impl FromStr for UnmatchedPolicy {
+    type Err = PostprocessError;
+
+    /// Parses `drop` or `majority` (any case, surrounding spaces ignored).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "drop" => Ok(UnmatchedPolicy::Drop),
+            "majority" => Ok(UnmatchedPolicy::Majority),
+            _ => Err(PostprocessError::UnknownUnmatchedPolicy(s.to_string())),
+        }
+    }
+}
+
 /// Settings of [`TtaEnsemble`](super::TtaEnsemble); the defaults are the paper's (Sec. 2.4).
 #[derive(Config, Debug, PartialEq)]
 pub struct TtaConfig {
@@ -172,6 +185,22 @@ mod tests {
         ));
         let json = burn::config::config_to_json(&TtaConfig::new().with_set(TtaSet::D4));
         assert!(json.contains("\"d4\""), "{json}");
+    }
+
+    #[test]
+    fn unmatched_policies_parse() {
+        assert_eq!(
+            " Drop ".parse::<UnmatchedPolicy>().unwrap(),
+            UnmatchedPolicy::Drop
+        );
+        assert_eq!(
+            "majority".parse::<UnmatchedPolicy>().unwrap(),
+            UnmatchedPolicy::Majority
+        );
+        assert!(matches!(
+            "keep".parse::<UnmatchedPolicy>(),
+            Err(PostprocessError::UnknownUnmatchedPolicy(_))
+        ));
     }
 
     #[test]
