@@ -514,6 +514,20 @@ fn a_run_starts_from_given_weights_only_before_its_first_step() {
     trainer.init_from(&macenko).unwrap();
     assert_eq!(trainer.model().config.normalizer, None);
     assert_eq!(params(&trainer.model().valid()), params(&other));
+    // Nor do the RoI heads' sampling and thresholds make another network: weights trained
+    // with a cap on the mask loss's RoIs continue without one (and the other way round);
+    // the run keeps its own settings.
+    let mut capped = other.clone();
+    capped.config.roi_heads = capped
+        .config
+        .roi_heads
+        .with_mask_rois_per_image(Some(4))
+        .with_mask_thresh(0.3);
+    trainer.init_from(&capped).unwrap();
+    assert_eq!(
+        trainer.model().config.roi_heads,
+        MaskRcnnConfig::tiny().roi_heads
+    );
     trainer.train_step(&one_image()).unwrap();
     let err = trainer.init_from(&other).unwrap_err().to_string();
     assert!(err.contains("before the first step"), "{err}");

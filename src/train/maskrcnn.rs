@@ -21,6 +21,7 @@ use crate::{
     data::LabelMap,
     instances::Instances,
     model::{
+        heads::RoiHeadsConfig,
         io::{load_model, save_model},
         MaskRcnn, MaskRcnnConfig, ModelError, TrainingTarget,
     },
@@ -549,12 +550,14 @@ impl MaskRcnnTrainer {
         // A dense head may be added: it then starts from its own initialization.
         let adds_dense = model.dense_head.is_none() && self.model.dense_head.is_some();
         let same = |c: &MaskRcnnConfig, dense: bool| {
-            // Inference settings do not change the network either.
+            // Inference settings and the RoI heads' sampling and thresholds do not change the
+            // network either.
             let mut c = c
                 .clone()
                 .with_normalizer(None)
                 .with_split(None)
-                .with_test_scale(None);
+                .with_test_scale(None)
+                .with_roi_heads(RoiHeadsConfig::new());
             if dense {
                 c.dense_head = None;
             }

@@ -55,6 +55,13 @@ pub struct RoiHeadsConfig {
     /// Mask probability threshold when pasting.
     #[config(default = 0.5)]
     pub mask_thresh: f32,
+    /// Training only: the mask loss is taken over at most this many of each image's
+    /// foreground RoIs, a uniform random subset (the sampler shuffles them). `None`: all of
+    /// them, as Mask R-CNN (Sec. 3.1: `L_mask` is defined on every positive RoI). The mask
+    /// head's four 3×3 convolutions on up to 128 RoIs per image are most of a CPU training
+    /// step's arithmetic; a cap trades mask examples per step for steps.
+    #[config(default = "None")]
+    pub mask_rois_per_image: Option<usize>,
 }
 
 /// The RoIs of one image chosen for the box loss.
@@ -107,6 +114,12 @@ impl RoiHeadsConfig {
                         self.score_thresh, self.nms_thresh
                     )
                 })
+        })
+        .or_else(|| {
+            (self.mask_rois_per_image == Some(0)).then(|| {
+                "roi_heads: mask_rois_per_image must be at least 1 (or absent: every foreground RoI)"
+                    .to_string()
+            })
         })
     }
 
@@ -213,7 +226,8 @@ impl RoiHeadsConfig {
 
     /// Mask targets of the foreground RoIs (torchvision's `project_masks_on_boxes`): each
     /// matched ground-truth mask read by RoIAlign inside the RoI at `m × m` (soft values in
-    /// `[0, 1]`). Returns, per image, the foreground RoI boxes and their labels, and the
+    /// `[0, 1]`), at most [`mask_rois_per_image`](Self::mask_rois_per_image) per image.
+    /// Returns, per image, the foreground RoI boxes and their labels, and the
     /// targets `[P · m · m]`.
     pub fn mask_targets(
         &self,
@@ -227,12 +241,16 @@ impl RoiHeadsConfig {
         let mut boxes = Vec::new();
         let mut labels = Vec::new();
         let mut values = Vec::new();
+        let cap = self.mask_rois_per_image.unwrap_or(usize::MAX);
         for (s, t) in samples.iter().zip(targets) {
             let mut image_boxes = Vec::new();
             for ((b, l), g) in s.boxes.iter().zip(&s.labels).zip(&s.matched) {
                 let (Some(g), true) = (g, *l > 0) else {
                     continue;
                 };
+                if image_boxes.len() == cap {
+                    break;
+                }
                 image_boxes.push(*b);
                 labels.push(*l);
                 values.extend(mask_target(&t.masks[*g], b, &cfg));
@@ -354,6 +372,7 @@ mod tests {
             RoiHeadsConfig::new().with_mask_thresh(1.5),
             RoiHeadsConfig::new().with_score_thresh(-0.1),
             RoiHeadsConfig::new().with_nms_thresh(f32::NAN),
+            RoiHeadsConfig::new().with_mask_rois_per_image(Some(0)),
         ] {
             assert!(bad.problem().is_some(), "{bad:?}");
         }
@@ -411,6 +430,44 @@ mod tests {
         assert!(v[..784].iter().sum::<f32>() / 784.0 > 0.95);
         let mean: f32 = v[784..].iter().sum::<f32>() / 784.0;
         assert!((mean - 0.5).abs() < 0.02, "{mean}");
+    }
+
+    #[test]
+    fn mask_rois_per_image_caps_each_image_separately() {
+        let t = square_target();
+        // Image 0: three positives then a negative; image 1: one positive.
+        let boxes = [
+            [30.0, 10.0, 40.0, 20.0],
+            [31.0, 10.0, 41.0, 20.0],
+            [32.0, 10.0, 42.0, 20.0],
+            [0.0, 0.0, 5.0, 5.0],
+        ];
+        let samples = vec![
+            RoiSamples {
+                boxes: boxes.to_vec(),
+                labels: vec![1, 1, 1, 0],
+                matched: vec![Some(0), Some(0), Some(0), None],
+                regression_targets: vec![[0.0; 4]; 4],
+            },
+            RoiSamples {
+                boxes: vec![boxes[2]],
+                labels: vec![1],
+                matched: vec![Some(0)],
+                regression_targets: vec![[0.0; 4]],
+            },
+        ];
+        let targets = [t.clone(), t];
+        let all = RoiHeadsConfig::new().mask_targets(&samples, &targets, 14);
+        assert_eq!(all.0, vec![boxes[..3].to_vec(), vec![boxes[2]]]);
+        let capped = RoiHeadsConfig::new()
+            .with_mask_rois_per_image(Some(2))
+            .mask_targets(&samples, &targets, 14);
+        // The sampler has shuffled the positives: the first two are a random two.
+        assert_eq!(capped.0, vec![boxes[..2].to_vec(), vec![boxes[2]]]);
+        assert_eq!(capped.1, vec![1, 1, 1]);
+        assert_eq!(capped.2.len(), 3 * 14 * 14);
+        assert_eq!(capped.2[..2 * 196], all.2[..2 * 196]);
+        assert_eq!(capped.2[2 * 196..], all.2[3 * 196..]);
     }
 
     #[test]
