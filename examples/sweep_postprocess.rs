@@ -70,6 +70,10 @@ struct Args {
     /// Minimum areas to try (px).
     #[arg(long = "min-areas", value_delimiter = ',', default_value = "0")]
     min_areas: Vec<u32>,
+    /// Absorption shares to try: `off`, or the share of a dropped instance's mask its
+    /// nucleus must hold to take the instance's free pixels (`OverlapConfig::absorb_share`).
+    #[arg(long = "absorb-shares", value_delimiter = ',', default_value = "off")]
+    absorb_shares: Vec<common::AbsorbShare>,
     /// Box-head NMS IoU thresholds to try (each segments the folder again; default: the
     /// model's).
     #[arg(long = "box-nms", value_delimiter = ',')]
@@ -182,8 +186,8 @@ fn run(args: Args) -> nucseg::Result<()> {
             }
         }
     }
-    println!("| split | box NMS | proposals / 512² | mask threshold | min score | min kept | largest piece | min area | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| split | box NMS | proposals / 512² | mask threshold | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for (split, nms, proposals, mask) in variants {
         let mut model = base.clone();
         model.config.split = split.clone();
@@ -237,11 +241,16 @@ fn score_rules(
     for &score in &args.min_scores {
         for &kept in &args.kept_fractions {
             for &largest in &args.largest {
-                for &area in &args.min_areas {
+                for (&area, &common::AbsorbShare(absorb)) in args
+                    .min_areas
+                    .iter()
+                    .flat_map(|a| args.absorb_shares.iter().map(move |s| (a, s)))
+                {
                     let rule = OverlapConfig::new()
                         .with_min_kept_fraction(kept)
                         .with_largest_component(largest)
-                        .with_min_area(area);
+                        .with_min_area(area)
+                        .with_absorb_share(absorb);
                     let oracle = [false, true];
                     for &split in &oracle[..1 + args.oracle_split as usize] {
                         let mut images = Vec::with_capacity(found.len());
@@ -286,7 +295,8 @@ fn score_rules(
                         };
                         let share = |k: usize| k as f64 / n_true.max(1) as f64;
                         println!(
-                            "{prefix}| {score} | {kept} | {largest} | {area} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                            "{prefix}| {score} | {kept} | {largest} | {area} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                            absorb.map_or("off".to_string(), |s| s.to_string()),
                             m.aji,
                             m.aji_plus,
                             m.pq_pq,

@@ -203,17 +203,26 @@ pub struct PipelineArgs {
     /// Drop nuclei of fewer pixels (default: the pipeline's).
     #[arg(long)]
     pub min_area: Option<u32>,
+    /// What a dropped instance leaves: `off` (nothing), or the share of its mask that the
+    /// nucleus it overlaps most must hold to take its free pixels (default: the pipeline's).
+    #[arg(long)]
+    pub absorb_share: Option<AbsorbShare>,
     /// With TTA, nuclei that augmented views find but the original misses: majority (kept
     /// when most views find them; the default) or drop (the paper's literal procedure).
     #[arg(long)]
     pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
+    /// With TTA, leave the merged nuclei's overlaps to the clean-up (mask-level NMS and
+    /// absorption) instead of resolving them by score in the merge: true or false (default:
+    /// the pipeline's).
+    #[arg(long)]
+    pub tta_keep_overlaps: Option<bool>,
 }
 
 impl PipelineArgs {
     /// The pipeline's configuration with these settings and the TTA views `tta`.
     pub fn config(&self, tta: nucseg::postprocess::TtaSet) -> nucseg::pipeline::PipelineConfig {
         let defaults = nucseg::pipeline::PipelineConfig::new();
-        let unmatched = defaults.tta.unmatched;
+        let (unmatched, keep_overlaps) = (defaults.tta.unmatched, defaults.tta.keep_overlaps);
         defaults
             .clone()
             .with_tta(
@@ -221,7 +230,8 @@ impl PipelineArgs {
                     .tta
                     .with_set(tta)
                     .with_view_min_score(self.view_min_score)
-                    .with_unmatched(self.unmatched.unwrap_or(unmatched)),
+                    .with_unmatched(self.unmatched.unwrap_or(unmatched))
+                    .with_keep_overlaps(self.tta_keep_overlaps.unwrap_or(keep_overlaps)),
             )
             .with_tiling(
                 defaults
@@ -236,7 +246,29 @@ impl PipelineArgs {
                     .largest_component
                     .unwrap_or(defaults.overlaps.largest_component),
                 min_area: self.min_area.unwrap_or(defaults.overlaps.min_area),
+                absorb_share: self
+                    .absorb_share
+                    .map_or(defaults.overlaps.absorb_share, |a| a.0),
             })
+    }
+}
+
+/// [`nucseg::OverlapConfig::absorb_share`] on the command line: `off`, or a share in [0, 1].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AbsorbShare(pub Option<f32>);
+
+impl std::str::FromStr for AbsorbShare {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" {
+            return Ok(AbsorbShare(None));
+        }
+        s.parse::<f32>()
+            .ok()
+            .filter(|v| (0.0..=1.0).contains(v))
+            .map(|v| AbsorbShare(Some(v)))
+            .ok_or_else(|| format!("{s:?} is neither `off` nor a share in [0, 1]"))
     }
 }
 

@@ -3,7 +3,7 @@
 use std::str::FromStr;
 
 use super::PipelineConfig;
-use crate::postprocess::{TtaConfig, TtaSet};
+use crate::postprocess::TtaSet;
 
 /// One of the paper's four setups: normalization on or off × multiple inference (TTA) on or
 /// off. Parses from (and prints as) the paper's names, case-insensitively.
@@ -65,9 +65,9 @@ impl Preset {
         } else {
             TtaSet::None
         };
-        PipelineConfig::new()
-            .with_normalize(self.normalizes())
-            .with_tta(TtaConfig::new().with_set(set))
+        let defaults = PipelineConfig::new();
+        let tta = defaults.tta.clone().with_set(set);
+        defaults.with_normalize(self.normalizes()).with_tta(tta)
     }
 }
 

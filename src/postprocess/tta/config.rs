@@ -115,6 +115,12 @@ pub struct TtaConfig {
     /// below their original prediction's size) are dropped.
     #[config(default = 10)]
     pub min_area: u64,
+    /// Skip step 4 of the merge: merged nuclei keep their voted masks, overlaps and all,
+    /// and whoever takes the nuclei resolves them (the pipeline, with its
+    /// [`OverlapConfig`](crate::OverlapConfig): mask-level NMS, absorption). `false`: the
+    /// merge resolves overlaps by score itself, as the paper's pipeline paints nuclei.
+    #[config(default = false)]
+    pub keep_overlaps: bool,
     /// Each view's nuclei scored below this are left out before matching, and the
     /// segmenter may skip their work ([`InstanceSegmenter::segment_batch_above`]: Mask
     /// R-CNN computes no mask for them). 0 keeps all it returns (Mask R-CNN's own

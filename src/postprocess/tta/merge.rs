@@ -134,14 +134,23 @@ pub fn merge_views(views: &[Instances], config: &TtaConfig) -> Result<Instances,
         groups.extend(recover_missed(&mut index, &mut covered, needed));
     }
     let mut counts = Vec::new();
-    let voted = groups
+    let voted: Vec<Voted> = groups
         .iter()
         .map(|members| vote(&index, members, needed, &mut counts))
         .collect();
+    let items = if config.keep_overlaps {
+        voted
+            .into_iter()
+            .filter(|v| v.mask.area() > 0)
+            .map(Voted::into_instance)
+            .collect()
+    } else {
+        resolve_overlaps(voted, config.min_area)
+    };
     Ok(Instances {
         width,
         height,
-        items: resolve_overlaps(voted, config.min_area),
+        items,
     })
 }
 
@@ -316,13 +325,19 @@ fn resolve_overlaps(mut voted: Vec<Voted>, min_area: u64) -> Vec<Instance> {
         .into_iter()
         .zip(kept)
         .filter(|(_, keep)| *keep)
-        .map(|(v, _)| Instance {
-            bbox: tight_box_f32(&v.mask),
-            mask: v.mask,
-            score: v.score,
-            class_id: v.class_id,
-        })
+        .map(|(v, _)| v.into_instance())
         .collect()
+}
+
+impl Voted {
+    fn into_instance(self) -> Instance {
+        Instance {
+            bbox: tight_box_f32(&self.mask),
+            mask: self.mask,
+            score: self.score,
+            class_id: self.class_id,
+        }
+    }
 }
 
 /// Clears the pixels of `mask` that `taken` covers; whether any was cleared.
@@ -423,8 +438,17 @@ mod tests {
         let inner = disk(30, 30, 7);
         let mut v = view(&[a.clone(), inner], 1.0);
         v.items[1].score = 0.5;
-        let merged = merge_views(&[v], &TtaConfig::new()).unwrap();
+        let merged = merge_views(&[v.clone()], &TtaConfig::new()).unwrap();
         assert_eq!(merged.len(), 1);
+        // Left to the caller, both keep their voted masks, overlaps and all.
+        let kept = merge_views(&[v.clone(), v], &TtaConfig::new().with_keep_overlaps(true));
+        let kept = kept.unwrap();
+        assert_eq!(kept.len(), 2);
+        assert_eq!(
+            (&kept.items[0].mask, &kept.items[1].mask),
+            (&a, &disk(30, 30, 7))
+        );
+        assert_eq!(kept.items[1].score, 0.5);
     }
 
     #[test]
