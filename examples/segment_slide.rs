@@ -138,12 +138,15 @@ fn run(args: Args) -> nucseg::Result<()> {
     let (bundle, normalizer) = args.model.load(&device)?;
     let normalizer_name = normalizer.as_ref().map_or("none", |n| n.name());
     let segmenter = format!(
-        "model {} · normalization {} (stains per {:?}) · TTA {} (views ≥ {}) · tile {} overlap {}",
+        "model {} · normalization {} (stains per {:?}) · TTA {} (views ≥ {}, unmatched {:?}, \
+         overlaps kept {}) · tile {} overlap {}",
         bundle.path.display(),
         normalizer_name,
         args.stains,
         args.tta.name(),
         args.pipeline.view_min_score,
+        pipeline_config.tta.unmatched,
+        pipeline_config.tta.keep_overlaps,
         args.pipeline.tile,
         args.pipeline.overlap
     );

@@ -86,8 +86,10 @@ struct Args {
     #[arg(long)]
     dense_only: bool,
     /// Train the mask head on at most this many foreground RoIs per image, a random subset
-    /// (default: all of them, up to 128, as Mask R-CNN). On a CPU the mask head is most of a
-    /// step's arithmetic: a cap of 32 made the shipped recipe's steps 1.5× as fast.
+    /// (default: all of them, as Mask R-CNN: up to a quarter of the sampled RoIs, 64 in the
+    /// cpu-small preset). On a CPU the mask head is most of a step's arithmetic: a cap of 32
+    /// made the shipped recipe's steps 1.5× as fast. With --resume the checkpoint's own
+    /// network settings hold.
     #[arg(long)]
     mask_rois: Option<usize>,
     /// σ of the HED stain jitter.

@@ -306,8 +306,8 @@ pub struct OverlapConfig {
     #[config(default = 0)]
     pub min_area: u32,
     /// What a dropped instance leaves: `None`, nothing; `Some(s)`, its pixels that no
-    /// nucleus holds go to the nucleus holding the most of its mask, if that is at least
-    /// `s` of it (in the spirit of Gidaris & Komodakis's box voting and Dai et al.'s mask
+    /// nucleus holds, as far as they connect to the nucleus holding the most of its mask,
+    /// go to that nucleus if it holds at least `s` of the mask (in the spirit of Gidaris & Komodakis's box voting and Dai et al.'s mask
     /// voting, 2016: a suppressed duplicate still tells where its nucleus lies).
     #[config(default = "None")]
     pub absorb_share: Option<f32>,
@@ -401,9 +401,9 @@ fn keep_largest_component(pixels: &mut Vec<(u32, u32)>) {
 }
 
 /// [`OverlapConfig::absorb_share`]: each instance of `dropped` (indices in score order)
-/// gives the pixels of its mask that `labels` leaves free to the nucleus holding the most of
-/// its mask (the lower id on a tie), if that is at least `share` of its mask; `items`'
-/// masks grow with their labels.
+/// gives the pixels of its mask that `labels` leaves free, and that connect to the nucleus
+/// holding the most of its mask (the lower id on a tie), to that nucleus, if it holds at
+/// least `share` of the mask; `items`' masks grow with their labels.
 fn absorb_dropped(
     instances: &Instances,
     dropped: &[usize],
@@ -441,13 +441,15 @@ fn absorb_dropped(
             .copied()
             .max_by_key(|&(id, n)| (n, std::cmp::Reverse(id)));
         let Some((id, n)) = best else { continue };
-        if free.is_empty() || (n as f64) < f64::from(share) * area as f64 {
+        // As a ratio, so that a share of exactly `share` passes (6 of 30 px at 0.2).
+        if free.is_empty() || (n as f32) / (area as f32) < share {
             continue;
         }
-        for &(x, y) in &free {
+        let reached = connected_to(&free, id, labels, (m.x0.min(x1), m.y0.min(y1), x1, y1));
+        for &(x, y) in &reached {
             labels.set(x, y, id);
         }
-        grown[id as usize - 1].extend_from_slice(&free);
+        grown[id as usize - 1].extend_from_slice(&reached);
     }
     for (item, extra) in items.iter_mut().zip(grown) {
         if !extra.is_empty() {
@@ -455,6 +457,49 @@ fn absorb_dropped(
             item.mask = InstanceMask::from_pixels(pixels.iter().copied());
         }
     }
+}
+
+/// The pixels of `free` (inside the box `(x0, y0, x1, y1)`) 8-connected through `free` to a
+/// pixel labelled `id`: what nucleus `id` can take and stay in one piece.
+fn connected_to(
+    free: &[(u32, u32)],
+    id: u32,
+    labels: &LabelMap,
+    (x0, y0, x1, y1): (u32, u32, u32, u32),
+) -> Vec<(u32, u32)> {
+    let (w, h) = (labels.width() as i64, labels.height() as i64);
+    let bw = (x1 - x0) as usize;
+    let at = |x: u32, y: u32| (y - y0) as usize * bw + (x - x0) as usize;
+    // 0: not free; 1: free; 2: reached.
+    let mut state = vec![0u8; bw * (y1 - y0) as usize];
+    for &(x, y) in free {
+        state[at(x, y)] = 1;
+    }
+    let neighbours = |x: u32, y: u32| {
+        (-1i64..=1)
+            .flat_map(move |dy| (-1i64..=1).map(move |dx| (x as i64 + dx, y as i64 + dy)))
+            .filter(move |&(nx, ny)| nx >= 0 && ny >= 0 && nx < w && ny < h)
+            .map(|(nx, ny)| (nx as u32, ny as u32))
+    };
+    let mut stack: Vec<(u32, u32)> = Vec::new();
+    for &(x, y) in free {
+        if neighbours(x, y).any(|(nx, ny)| labels.get(nx, ny) == id) {
+            state[at(x, y)] = 2;
+            stack.push((x, y));
+        }
+    }
+    while let Some((x, y)) = stack.pop() {
+        for (nx, ny) in neighbours(x, y) {
+            if (x0..x1).contains(&nx) && (y0..y1).contains(&ny) && state[at(nx, ny)] == 1 {
+                state[at(nx, ny)] = 2;
+                stack.push((nx, ny));
+            }
+        }
+    }
+    free.iter()
+        .copied()
+        .filter(|&(x, y)| state[at(x, y)] == 2)
+        .collect()
 }
 
 /// One nucleus of a label map: its id there, its pixels and its detector score.
@@ -499,8 +544,8 @@ impl Nuclei {
     /// `rule.largest_component`, and dropped when fewer than `rule.min_area` pixels
     /// remain. Pixels a nucleus does not keep stay free for lower-scored ones. Ids are
     /// `1..=N` in score order. With `rule.absorb_share`, a last pass in score order gives
-    /// each dropped instance's still free pixels to the nucleus holding the most of its
-    /// mask (when that holds at least the share).
+    /// each dropped instance's still free pixels that connect to the nucleus holding the
+    /// most of its mask to that nucleus (when it holds at least the share).
     pub fn from_instances_with(instances: &Instances, rule: &OverlapConfig) -> Self {
         let (w, h) = (instances.width, instances.height);
         let mut labels = LabelMap::new(w, h);
@@ -832,6 +877,42 @@ mod tests {
         assert!(!OverlapConfig::new().with_absorb_share(Some(0.0)).is_plain());
         let bad = OverlapConfig::new().with_absorb_share(Some(-0.1)).problem();
         assert!(bad.is_some_and(|m| m.contains("absorb_share")));
+    }
+
+    #[test]
+    fn absorbed_pixels_must_connect_to_their_nucleus_and_the_share_is_inclusive() {
+        let rect = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            InstanceMask::from_pixels((y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y))))
+        };
+        let scene = |masks: &[(InstanceMask, f32)]| {
+            let mut inst = Instances::new(10, 3);
+            for (m, score) in masks {
+                inst.items.push(Instance {
+                    score: *score,
+                    ..Instance::from_mask(m.clone())
+                });
+            }
+            inst
+        };
+        let rule = OverlapConfig::cleanup().with_min_area(0);
+        // A row (10 px) of which one nucleus holds exactly 2 px (20 %): the rest of the
+        // row, on both sides, connects to it.
+        let one = scene(&[(rect(4, 6, 0, 3), 0.9), (rect(0, 10, 1, 2), 0.7)]);
+        let n = Nuclei::from_instances_with(&one, &rule);
+        assert_eq!((n.items.len(), n.items[0].mask.area()), (1, 14));
+        let n = Nuclei::from_instances_with(&one, &rule.clone().with_absorb_share(Some(0.21)));
+        assert_eq!(n.items[0].mask.area(), 6);
+        // Two nuclei hold 2 px each of a row reaching past the second: the tie goes to the
+        // first, which the free part does not touch, so it stays free.
+        let two = scene(&[
+            (rect(2, 4, 0, 3), 0.9),
+            (rect(4, 6, 0, 3), 0.8),
+            (rect(2, 10, 1, 2), 0.7),
+        ]);
+        let n = Nuclei::from_instances_with(&two, &rule);
+        assert_eq!(n.items.len(), 2);
+        assert_eq!((n.items[0].mask.area(), n.items[1].mask.area()), (6, 6));
+        assert_eq!(n.labels.get(6, 1), 0);
     }
 
     #[test]

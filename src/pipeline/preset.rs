@@ -113,6 +113,8 @@ mod tests {
         assert_eq!(" nucseg-np ".parse::<Preset>().unwrap(), Preset::NucSegNp);
         let c = Preset::NucSeg.config();
         assert!(c.normalize && c.tta.set == TtaSet::Paper);
+        // The pipeline's merge, not the bare TtaConfig's: overlaps go to the clean-up.
+        assert!(c.tta.keep_overlaps && c.overlaps.absorb_share == Some(0.2));
         let c = PipelineConfig::from(Preset::NucSegNp);
         assert!(!c.normalize && c.tta.set == TtaSet::None);
         let c = Preset::NucSegN.config();

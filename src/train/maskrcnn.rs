@@ -551,13 +551,14 @@ impl MaskRcnnTrainer {
         let adds_dense = model.dense_head.is_none() && self.model.dense_head.is_some();
         let same = |c: &MaskRcnnConfig, dense: bool| {
             // Inference settings and the RoI heads' sampling and thresholds do not change the
-            // network either.
+            // network either (the box coder's weights do: they give its outputs their scale).
+            let weights = c.roi_heads.bbox_reg_weights;
             let mut c = c
                 .clone()
                 .with_normalizer(None)
                 .with_split(None)
                 .with_test_scale(None)
-                .with_roi_heads(RoiHeadsConfig::new());
+                .with_roi_heads(RoiHeadsConfig::new().with_bbox_reg_weights(weights));
             if dense {
                 c.dense_head = None;
             }

@@ -58,8 +58,9 @@ pub struct RoiHeadsConfig {
     /// Training only: the mask loss is taken over at most this many of each image's
     /// foreground RoIs, a uniform random subset (the sampler shuffles them). `None`: all of
     /// them, as Mask R-CNN (Sec. 3.1: `L_mask` is defined on every positive RoI). The mask
-    /// head's four 3×3 convolutions on up to 128 RoIs per image are most of a CPU training
-    /// step's arithmetic; a cap trades mask examples per step for steps.
+    /// head's four 3×3 convolutions on up to `batch_size_per_image × positive_fraction` RoIs
+    /// per image are most of a CPU training step's arithmetic; a cap trades mask examples
+    /// per step for steps.
     #[config(default = "None")]
     pub mask_rois_per_image: Option<usize>,
 }

@@ -112,7 +112,8 @@ pub struct TtaConfig {
     #[config(default = "UnmatchedPolicy::Majority")]
     pub unmatched: UnmatchedPolicy,
     /// Merged nuclei that voting or overlap resolution shrank below this many pixels (and
-    /// below their original prediction's size) are dropped.
+    /// below their original prediction's size) are dropped (with `keep_overlaps`, those
+    /// that voting shrank).
     #[config(default = 10)]
     pub min_area: u64,
     /// Skip step 4 of the merge: merged nuclei keep their voted masks, overlaps and all,

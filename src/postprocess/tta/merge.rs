@@ -23,6 +23,10 @@
 //!    voting or overlaps shrank it to a sliver; a nucleus the model itself predicted that
 //!    small, and that lost nothing, stays.
 //!
+//! With [`TtaConfig::keep_overlaps`] step 4 only drops the nuclei that voting shrank to a
+//! sliver (below `min_area` and their original prediction), and the overlaps stay for the
+//! caller to resolve (the pipeline's clean-up).
+//!
 //! The output lists the surviving nuclei in group order: the original view's nuclei first,
 //! in their order, then the recovered ones. With identical views the output equals view 0
 //! (up to masks being cropped to their tight box).
@@ -141,7 +145,10 @@ pub fn merge_views(views: &[Instances], config: &TtaConfig) -> Result<Instances,
     let items = if config.keep_overlaps {
         voted
             .into_iter()
-            .filter(|v| v.mask.area() > 0)
+            .filter(|v| {
+                let area = v.mask.area();
+                area > 0 && !(area < config.min_area && area < v.anchor_area)
+            })
             .map(Voted::into_instance)
             .collect()
     } else {
