@@ -35,7 +35,7 @@ pub struct PipelineConfig {
     /// Test-time augmentation (views, matching, voting); `set = None` turns it off. The
     /// paper's merge, except that its overlaps are left to [`overlaps`](Self::overlaps)
     /// (`keep_overlaps`; chosen on a hold-out of four Kumar training images and checked on
-    /// CPM-15: NucSeg AJI 0.5676 → 0.5734, PQ 0.5438 → 0.5667, with absorption).
+    /// CPM-15: NucSeg AJI 0.5676 → 0.5735, PQ 0.5438 → 0.5668, with absorption).
     #[config(default = "TtaConfig::new().with_keep_overlaps(true)")]
     pub tta: TtaConfig,
     /// Tile size, overlap and batch: 1024-px tiles at stride 768 (256 px of overlap), one
@@ -55,7 +55,7 @@ pub struct PipelineConfig {
     /// 30 px minimum (chosen on CPM-15: AJI 0.509 → 0.521 / PQ 0.434 → 0.477 without TTA,
     /// 0.525 → 0.525 / 0.479 → 0.486 with it), and a dropped duplicate's free pixels
     /// absorbed by the nucleus holding at least 20 % of it (chosen on the Kumar hold-out:
-    /// NucSeg-P AJI 0.5587 → 0.5670, PQ 0.5428 → 0.5512); [`OverlapConfig::cleanup`].
+    /// NucSeg-P AJI 0.5587 → 0.5672, PQ 0.5428 → 0.5514); [`OverlapConfig::cleanup`].
     #[config(default = "OverlapConfig::cleanup()")]
     pub overlaps: OverlapConfig,
     /// Every image is resized by this factor before it is segmented, and the nuclei are
