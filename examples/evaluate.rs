@@ -98,14 +98,8 @@ struct Args {
     /// Mask probability at which a pixel joins its nucleus, instead of the model's own.
     #[arg(long)]
     mask_threshold: Option<f32>,
-    /// What a dropped instance leaves: `off`, or the share of its mask the nucleus it
-    /// overlaps most must hold to take its free pixels (default: the pipeline's, 0.2).
-    #[arg(long)]
-    absorb_share: Option<common::AbsorbShare>,
-    /// With TTA, leave the merged nuclei's overlaps to the clean-up: true or false (default:
-    /// the pipeline's, true; false is the paper's merge, as before 2026-12-03).
-    #[arg(long)]
-    tta_keep_overlaps: Option<bool>,
+    #[command(flatten)]
+    merge: common::MergeArgs,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -203,13 +197,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     };
     let mut rows = Vec::new();
     for setup in setups {
-        let mut config = args.scale.apply(setup.config());
-        if let Some(common::AbsorbShare(share)) = args.absorb_share {
-            config.overlaps.absorb_share = share;
-        }
-        if let Some(keep) = args.tta_keep_overlaps {
-            config.tta.keep_overlaps = keep;
-        }
+        let mut config = args.merge.apply(args.scale.apply(setup.config()));
         if let Some(tile) = args.tile {
             config.tiling = config
                 .tiling

@@ -307,8 +307,9 @@ pub struct OverlapConfig {
     pub min_area: u32,
     /// What a dropped instance leaves: `None`, nothing; `Some(s)`, its pixels that no
     /// nucleus holds, as far as they connect to the nucleus holding the most of its mask,
-    /// go to that nucleus if it holds at least `s` of the mask (in the spirit of Gidaris & Komodakis's box voting and Dai et al.'s mask
-    /// voting, 2016: a suppressed duplicate still tells where its nucleus lies).
+    /// go to that nucleus if it holds at least `s` of the mask (in the spirit of Gidaris &
+    /// Komodakis's box voting and Dai et al.'s mask voting, 2016: a suppressed duplicate
+    /// still tells where its nucleus lies).
     #[config(default = "None")]
     pub absorb_share: Option<f32>,
 }
@@ -331,11 +332,18 @@ impl OverlapConfig {
     /// Why the rule cannot be used (`min_kept_fraction` or `absorb_share` outside
     /// `[0, 1]`), if so.
     pub fn problem(&self) -> Option<String> {
-        let share = |name: &str, v: f32| {
-            (!(0.0..=1.0).contains(&v)).then(|| format!("{name} = {v} must lie in [0, 1]"))
-        };
-        share("min_kept_fraction", self.min_kept_fraction)
-            .or_else(|| share("absorb_share", self.absorb_share?))
+        self.out_of_range()
+            .map(|(name, v)| format!("{name} = {v} must lie in [0, 1]"))
+    }
+
+    /// The first share outside `[0, 1]`, with its field's name.
+    pub fn out_of_range(&self) -> Option<(&'static str, f32)> {
+        [
+            ("min_kept_fraction", Some(self.min_kept_fraction)),
+            ("absorb_share", self.absorb_share),
+        ]
+        .into_iter()
+        .find_map(|(name, v)| v.filter(|v| !(0.0..=1.0).contains(v)).map(|v| (name, v)))
     }
 
     /// Whether it can change anything beyond painting by score.

@@ -203,35 +203,58 @@ pub struct PipelineArgs {
     /// Drop nuclei of fewer pixels (default: the pipeline's).
     #[arg(long)]
     pub min_area: Option<u32>,
-    /// What a dropped instance leaves: `off` (nothing), or the share of its mask that the
-    /// nucleus it overlaps most must hold to take its free pixels (default: the pipeline's).
-    #[arg(long)]
-    pub absorb_share: Option<AbsorbShare>,
     /// With TTA, nuclei that augmented views find but the original misses: majority (kept
     /// when most views find them; the default) or drop (the paper's literal procedure).
     #[arg(long)]
     pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
+    #[command(flatten)]
+    pub merge: MergeArgs,
+}
+
+/// How overlapping nuclei end, on the command line (`PipelineArgs`, `evaluate`).
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct MergeArgs {
+    /// What a dropped instance leaves: `off` (nothing), or the share of its mask that the
+    /// nucleus it overlaps most must hold to take its free pixels (default: the pipeline's,
+    /// 0.2).
+    #[arg(long)]
+    pub absorb_share: Option<AbsorbShare>,
     /// With TTA, leave the merged nuclei's overlaps to the clean-up (mask-level NMS and
     /// absorption) instead of resolving them by score in the merge: true or false (default:
-    /// the pipeline's).
+    /// the pipeline's, true; false is the paper's merge, as before 2026-12-03).
     #[arg(long)]
     pub tta_keep_overlaps: Option<bool>,
+}
+
+impl MergeArgs {
+    /// `config` with these settings, where given.
+    pub fn apply(
+        &self,
+        mut config: nucseg::pipeline::PipelineConfig,
+    ) -> nucseg::pipeline::PipelineConfig {
+        if let Some(AbsorbShare(share)) = self.absorb_share {
+            config.overlaps.absorb_share = share;
+        }
+        if let Some(keep) = self.tta_keep_overlaps {
+            config.tta.keep_overlaps = keep;
+        }
+        config
+    }
 }
 
 impl PipelineArgs {
     /// The pipeline's configuration with these settings and the TTA views `tta`.
     pub fn config(&self, tta: nucseg::postprocess::TtaSet) -> nucseg::pipeline::PipelineConfig {
         let defaults = nucseg::pipeline::PipelineConfig::new();
-        let (unmatched, keep_overlaps) = (defaults.tta.unmatched, defaults.tta.keep_overlaps);
-        defaults
+        let unmatched = defaults.tta.unmatched;
+        let config = defaults
             .clone()
             .with_tta(
                 defaults
                     .tta
                     .with_set(tta)
                     .with_view_min_score(self.view_min_score)
-                    .with_unmatched(self.unmatched.unwrap_or(unmatched))
-                    .with_keep_overlaps(self.tta_keep_overlaps.unwrap_or(keep_overlaps)),
+                    .with_unmatched(self.unmatched.unwrap_or(unmatched)),
             )
             .with_tiling(
                 defaults
@@ -246,10 +269,9 @@ impl PipelineArgs {
                     .largest_component
                     .unwrap_or(defaults.overlaps.largest_component),
                 min_area: self.min_area.unwrap_or(defaults.overlaps.min_area),
-                absorb_share: self
-                    .absorb_share
-                    .map_or(defaults.overlaps.absorb_share, |a| a.0),
-            })
+                absorb_share: defaults.overlaps.absorb_share,
+            });
+        self.merge.apply(config)
     }
 }
 

@@ -95,20 +95,14 @@ impl<S: InstanceSegmenter> Pipeline<S> {
             }
             .into());
         }
-        let shares = [
-            ("min_kept_fraction", Some(config.overlaps.min_kept_fraction)),
-            ("absorb_share", config.overlaps.absorb_share),
-        ];
-        for (field, value) in shares {
-            if let Some(v) = value.filter(|v| !(0.0..=1.0).contains(v)) {
-                return Err(crate::postprocess::PostprocessError::InvalidConfig {
-                    config: "OverlapConfig",
-                    field,
-                    value: v.to_string(),
-                    reason: "a fraction must lie in [0, 1]",
-                }
-                .into());
+        if let Some((field, v)) = config.overlaps.out_of_range() {
+            return Err(crate::postprocess::PostprocessError::InvalidConfig {
+                config: "OverlapConfig",
+                field,
+                value: v.to_string(),
+                reason: "a fraction must lie in [0, 1]",
             }
+            .into());
         }
         if crate::data::resize_problem("input_scale", config.input_scale).is_some() {
             return Err(crate::postprocess::PostprocessError::InvalidConfig {

@@ -104,8 +104,8 @@ pub fn mask_threshold_problem(name: &str, threshold: f32) -> Option<String> {
 }
 
 impl RoiHeadsConfig {
-    /// What is wrong with the test-time thresholds, if anything: score and NMS IoU
-    /// thresholds in [0, 1], the mask threshold in (0, 1).
+    /// What is wrong with the settings, if anything: score and NMS IoU thresholds in
+    /// [0, 1], the mask threshold in (0, 1), a mask-RoI cap of at least 1.
     pub fn problem(&self) -> Option<String> {
         mask_threshold_problem("roi_heads.mask_thresh", self.mask_thresh).or_else(|| {
             (!((0.0..=1.0).contains(&self.score_thresh) && (0.0..=1.0).contains(&self.nms_thresh)))
