@@ -8,7 +8,7 @@
 //! Run the paper's four setups (NucSeg, NucSeg-P, NucSeg-N, NucSeg-NP) of a model over the
 //! Kumar test split and print the paper-style table per organ and overall:
 //! ```text
-//! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv
+//! cargo run --release --example evaluate -- --setups all [--model models/nucseg-default.safetensors] --csv results.csv [--per-image-csv images.csv]
 //! ```
 //! The paper's own configuration (DCGMM normalization, Mask R-CNN, multiple inference) is
 //! `--setups NucSeg --normalize dcgmm`.
@@ -27,7 +27,10 @@ use common::{exit_code, progress_bar};
 use nucseg::{
     backend::BackendKind,
     data::{open_dataset, KumarSplit, MonusegDataset},
-    metrics::{evaluate_folders_where, results_csv, results_table, Evaluation, ResultRow},
+    metrics::{
+        evaluate_folders_where, results_csv, results_table, Evaluation, ResultRow,
+        PER_IMAGE_CSV_HEADER,
+    },
     pipeline::{Pipeline, Preset},
     pretrained::{default_model, load_bundle, NormalizerChoice},
 };
@@ -68,8 +71,9 @@ struct Args {
     /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
     #[arg(long, requires = "setups")]
     dcgmm_model: Option<PathBuf>,
-    /// Setup mode: a MoNuSeg / Kumar folder (scored on --split, default test), or a folder
-    /// of `images/` + `masks/` (every image; binary masks are split into components).
+    /// Setup mode: a MoNuSeg / Kumar folder (scored on --split, default test; a folder in
+    /// that layout without the Kumar test images, such as CPM-15, on every image), or a
+    /// folder of `images/` + `masks/` (every image; binary masks are split into components).
     #[arg(long, default_value = "../shared/data/monuseg-kumar")]
     data: PathBuf,
     /// Leave one patient out: each image is segmented by `<folder>/<patient>/model.safetensors`,
@@ -79,7 +83,11 @@ struct Args {
     /// Write the setup results as CSV here.
     #[arg(long)]
     csv: Option<PathBuf>,
-    /// Replace an existing --csv file.
+    /// Write one CSV line per setup and image here (counts of true and predicted nuclei,
+    /// AJI, AJI+, Dice, PQ, DQ, SQ, F1).
+    #[arg(long, requires = "setups")]
+    per_image_csv: Option<PathBuf>,
+    /// Replace an existing --csv / --per-image-csv file.
     #[arg(long)]
     overwrite: bool,
     /// Tile side of the setups (px); default: the pipeline's (1024, stride 768). The paper
@@ -127,8 +135,10 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         return Ok(());
     }
-    if let Some(path) = args.csv.as_ref().filter(|p| p.exists() && !args.overwrite) {
-        return Err(nucseg::data::DataError::WouldOverwrite { path: path.clone() }.into());
+    for path in [&args.csv, &args.per_image_csv].into_iter().flatten() {
+        if path.exists() && !args.overwrite {
+            return Err(nucseg::data::DataError::WouldOverwrite { path: path.clone() }.into());
+        }
     }
     let setups: Vec<Preset> = match args.setups.as_deref() {
         None | Some("all") => Preset::ALL.to_vec(),
@@ -148,7 +158,23 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         open_dataset(&args.data)?
     } else {
-        MonusegDataset::open(&args.data)?.split(args.split.unwrap_or(KumarSplit::Test))?
+        let dataset = MonusegDataset::open(&args.data)?;
+        let test_ids = KumarSplit::Test.ids();
+        let holds_kumar_test =
+            (dataset.samples().iter()).any(|s| test_ids.contains(&s.id.as_str()));
+        match args.split {
+            Some(split) => dataset.split(split)?,
+            // Another annotated set in the MoNuSeg layout (e.g. CPM-15): every image.
+            None if !holds_kumar_test => {
+                eprintln!(
+                    "{}: no Kumar test image, scoring all {} images",
+                    args.data.display(),
+                    dataset.samples().len()
+                );
+                dataset.samples().to_vec()
+            }
+            None => dataset.split(KumarSplit::Test)?,
+        }
     };
     // The models and the images each segments: one model for all, or one per patient.
     let patient = |id: &str| id.split('_').next().unwrap_or(id).to_string();
@@ -196,6 +222,7 @@ fn run(args: Args) -> nucseg::Result<()> {
             .map_or("?".into(), |o| o.name().to_string())
     };
     let mut rows = Vec::new();
+    let mut per_image = PER_IMAGE_CSV_HEADER.to_string();
     for setup in setups {
         let mut config = args.merge.apply(args.scale.apply(setup.config()));
         if let Some(tile) = args.tile {
@@ -243,12 +270,19 @@ fn run(args: Args) -> nucseg::Result<()> {
             _ => setup.to_string(),
         };
         eprintln!(
-            "{label}: {} images, {:.1} s per image",
+            "{label}: {} images, {:.1} s per image; predicted count within ±10 % of the true \
+             count on {} of them",
             samples.len(),
-            secs / samples.len().max(1) as f64
+            secs / samples.len().max(1) as f64,
+            evaluation.counts_within(0.1)
         );
         // Kumar: per organ and overall; a set without organs: overall only.
-        let groups = if samples.iter().any(|s| s.organ.is_some()) {
+        let has_organs = samples.iter().any(|s| s.organ.is_some());
+        per_image.push_str(&evaluation.per_image_csv(&label, |stem| match has_organs {
+            true => organ(stem),
+            false => String::new(),
+        }));
+        let groups = if has_organs {
             evaluation.grouped(organ)
         } else {
             vec![("overall".to_string(), evaluation.summary.clone())]
@@ -264,6 +298,10 @@ fn run(args: Args) -> nucseg::Result<()> {
     print!("{}", results_table(&rows));
     if let Some(path) = &args.csv {
         nucseg::data::write_bytes_atomically(path, results_csv(&rows).as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.per_image_csv {
+        nucseg::data::write_bytes_atomically(path, per_image.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -216,3 +216,61 @@ fn segment_slide_fails_in_one_line_on_bad_slides_manifests_and_shards() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("0 <= k < n"));
 }
+
+#[test]
+fn evaluate_setups_score_any_annotated_folder_and_refuse_a_partial_kumar_test_split() {
+    let dir = common::tmp_dir("cli-evaluate-setups");
+    let assets = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("assets");
+    let sample = "TCGA-21-5784-01Z-00-DX1_crop.png";
+    let truth = nucseg::data::read_label_map(assets.join("sample-truth").join(sample)).unwrap();
+    // One Kumar test image under its own name: the test split is incomplete, say which.
+    for (set, name) in [
+        ("kumar", "TCGA-21-5784-01Z-00-DX1.png"),
+        ("mine", "tile.png"),
+    ] {
+        std::fs::create_dir_all(dir.join(set).join("images")).unwrap();
+        std::fs::create_dir_all(dir.join(set).join("labels")).unwrap();
+        let image = std::fs::read(assets.join("sample").join(sample)).unwrap();
+        std::fs::write(dir.join(set).join("images").join(name), image).unwrap();
+        write_label_map(dir.join(set).join("labels").join(name), &truth).unwrap();
+    }
+    fails(
+        &dir,
+        "evaluate",
+        &["--setups", "NucSeg-P", "--data", "kumar"],
+        &[
+            "kumar",
+            "`test` split needs 13 image(s)",
+            "TCGA-21-5786-01Z-00-DX1",
+        ],
+    );
+    // Other names in the same layout (as CPM-15's): every image is scored, one CSV line each.
+    let args = [
+        "--setups",
+        "NucSeg-P",
+        "--data",
+        "mine",
+        "--per-image-csv",
+        "images.csv",
+    ];
+    let out = Command::new(example("evaluate"))
+        .args(args)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("scoring all 1 images"), "{stderr}");
+    let csv = std::fs::read_to_string(dir.join("images.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert_eq!(lines[0], nucseg::metrics::PER_IMAGE_CSV_HEADER.trim_end());
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(&fields[..3], ["NucSeg-P", "tile", ""], "{csv}");
+    assert_eq!(fields[3], truth.count().to_string(), "{csv}");
+    // The shipped model on this tile: AJI 0.519 (tests/default_model.rs measures it).
+    let (n_pred, aji): (usize, f64) = (fields[4].parse().unwrap(), fields[5].parse().unwrap());
+    assert!(n_pred > 0 && aji > 0.45, "{csv}");
+    // An existing output is not replaced without --overwrite.
+    fails(&dir, "evaluate", &args, &["images.csv", "already exists"]);
+}

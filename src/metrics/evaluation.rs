@@ -232,6 +232,65 @@ impl Evaluation {
     }
 }
 
+/// The header of [`Evaluation::per_image_csv`]'s lines.
+pub const PER_IMAGE_CSV_HEADER: &str =
+    "setup,image,group,n_true,n_pred,aji,aji_plus,dice,pq,dq,sq,\
+f1_iou50,f1_dice20,prediction_missing\n";
+
+impl Evaluation {
+    /// One CSV line per image under [`PER_IMAGE_CSV_HEADER`] (no header): the setup, the
+    /// image's stem, its group (`group_of(stem)`, e.g. the organ), the counts of true and
+    /// predicted nuclei and the image's metrics. Text fields holding a comma or a quote are
+    /// quoted.
+    pub fn per_image_csv(&self, setup: &str, group_of: impl Fn(&str) -> String) -> String {
+        let mut s = String::new();
+        for img in &self.images {
+            let m = &img.metrics;
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
+                csv_field(setup),
+                csv_field(&img.stem),
+                csv_field(&group_of(&img.stem)),
+                m.n_true,
+                m.n_pred,
+                m.aji,
+                m.aji_plus,
+                m.dice,
+                m.pq.pq,
+                m.pq.dq,
+                m.pq.sq,
+                m.f1_iou50.f1,
+                m.f1_dice20.f1,
+                img.prediction_missing
+            );
+        }
+        s
+    }
+
+    /// How many images have a predicted count within `tolerance` (a fraction: 0.1 for
+    /// ±10 %) of their true count; an image without true nuclei counts when it has no
+    /// predictions either.
+    pub fn counts_within(&self, tolerance: f64) -> usize {
+        self.images
+            .iter()
+            .filter(|i| {
+                let (t, p) = (i.metrics.n_true as f64, i.metrics.n_pred as f64);
+                (p - t).abs() <= tolerance * t
+            })
+            .count()
+    }
+}
+
+/// A CSV text field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
 fn summary_row(label: &str, n_true: usize, n_pred: usize, v: &SummaryValues) -> String {
     format!(
         "{:<28} {:>5} {:>5} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
@@ -288,6 +347,26 @@ mod tests {
             "{table}"
         );
         assert_eq!(e.to_json()["b"]["prediction_missing"], true);
+
+        let csv = e.per_image_csv("Nuc,Seg", |stem| format!("g-{stem}"));
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(
+            lines[0],
+            "\"Nuc,Seg\",a,g-a,1,1,1.000000,1.000000,1.000000,1.000000,1.000000,1.000000,\
+             1.000000,1.000000,false"
+        );
+        assert!(
+            lines[1].starts_with("\"Nuc,Seg\",b,g-b,1,0,0.000000,"),
+            "{csv}"
+        );
+        assert!(lines[1].ends_with(",true"), "{csv}");
+        let columns = PER_IMAGE_CSV_HEADER.trim_end().split(',').count();
+        assert!(lines.iter().all(|l| l.split(',').count() == columns + 1)); // the quoted comma
+                                                                            // a: 1 of 1 predicted; b: 0 of 1, inside ±100 % but not ±99 %.
+        assert_eq!(e.counts_within(0.1), 1);
+        assert_eq!(e.counts_within(0.99), 1);
+        assert_eq!(e.counts_within(1.0), 2);
 
         write_label_map(p.join("b.png"), &LabelMap::new(5, 6)).unwrap();
         let err = evaluate_folders(&t, &p).unwrap_err();

@@ -29,7 +29,7 @@ pub use detection::{detection_scores, DetectionScores, MatchCriterion};
 pub use dice::{dice, DiceParts};
 pub use evaluation::{
     evaluate_folders, evaluate_folders_where, results_csv, results_table, EvaluatedImage,
-    Evaluation, ResultRow,
+    Evaluation, ResultRow, PER_IMAGE_CSV_HEADER,
 };
 pub use overlap::OverlapTable;
 pub use panoptic::{panoptic_quality, PanopticQuality};
