@@ -176,20 +176,14 @@ impl Evaluation {
             } else {
                 img.stem.clone()
             };
+            let values: Vec<String> = headline(m).iter().map(|v| format!("{v:>6.4}")).collect();
             let _ = writeln!(
                 s,
-                "{:<28} {:>5} {:>5} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4} {:>6.4}",
+                "{:<28} {:>5} {:>5} {}",
                 truncate(&name, 28),
                 m.n_true,
                 m.n_pred,
-                m.aji,
-                m.aji_plus,
-                m.dice,
-                m.pq.pq,
-                m.pq.dq,
-                m.pq.sq,
-                m.f1_iou50.f1,
-                m.f1_dice20.f1
+                values.join(" ")
             );
         }
         let _ = writeln!(s, "{}", "-".repeat(header.len()));
@@ -246,22 +240,16 @@ impl Evaluation {
         let mut s = String::new();
         for img in &self.images {
             let m = &img.metrics;
+            let values: Vec<String> = headline(m).iter().map(|v| format!("{v:.6}")).collect();
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{}",
+                "{},{},{},{},{},{},{}",
                 csv_field(setup),
                 csv_field(&img.stem),
                 csv_field(&group_of(&img.stem)),
                 m.n_true,
                 m.n_pred,
-                m.aji,
-                m.aji_plus,
-                m.dice,
-                m.pq.pq,
-                m.pq.dq,
-                m.pq.sq,
-                m.f1_iou50.f1,
-                m.f1_dice20.f1,
+                values.join(","),
                 img.prediction_missing
             );
         }
@@ -280,6 +268,13 @@ impl Evaluation {
             })
             .count()
     }
+}
+
+/// An image's metrics in the order of its table's and CSV's columns: AJI, AJI+, Dice, PQ,
+/// DQ, SQ, F1 at IoU 0.5, F1 at Dice 0.2.
+fn headline(m: &ImageMetrics) -> [f64; 8] {
+    let (pq, f1) = (&m.pq, (m.f1_iou50.f1, m.f1_dice20.f1));
+    [m.aji, m.aji_plus, m.dice, pq.pq, pq.dq, pq.sq, f1.0, f1.1]
 }
 
 /// A CSV text field: quoted (quotes doubled) when it holds a comma, a quote or a line break.
