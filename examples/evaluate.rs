@@ -160,8 +160,10 @@ fn run(args: Args) -> nucseg::Result<()> {
     } else {
         let dataset = MonusegDataset::open(&args.data)?;
         let test_ids = KumarSplit::Test.ids();
-        let holds_kumar_test =
-            (dataset.samples().iter()).any(|s| test_ids.contains(&s.id.as_str()));
+        let holds_kumar_test = dataset
+            .samples()
+            .iter()
+            .any(|s| test_ids.contains(&s.id.as_str()));
         match args.split {
             Some(split) => dataset.split(split)?,
             // Another annotated set in the MoNuSeg layout (e.g. CPM-15): every image.
