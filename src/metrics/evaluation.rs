@@ -357,8 +357,9 @@ mod tests {
         );
         assert!(lines[1].ends_with(",true"), "{csv}");
         let columns = PER_IMAGE_CSV_HEADER.trim_end().split(',').count();
-        assert!(lines.iter().all(|l| l.split(',').count() == columns + 1)); // the quoted comma
-                                                                            // a: 1 of 1 predicted; b: 0 of 1, inside ±100 % but not ±99 %.
+        // One more comma-separated piece than columns: the quoted comma.
+        assert!(lines.iter().all(|l| l.split(',').count() == columns + 1));
+        // a: 1 of 1 predicted; b: 0 of 1, inside ±100 % but not ±99 %.
         assert_eq!(e.counts_within(0.1), 1);
         assert_eq!(e.counts_within(0.99), 1);
         assert_eq!(e.counts_within(1.0), 2);
