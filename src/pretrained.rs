@@ -47,21 +47,21 @@ pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     (
         "nucseg-default.safetensors",
-        "936e26cb6c711ff85083565fede5c176bc12aa51bd75496adcb76e31046ff3ca",
+        "2f72a3abaadf550bb78fa59993773099d1e859bb7dae442f13838b14af926c06",
     ),
     (
         "nucseg-default.json",
-        "5de1cd883bdaddb84e0e6ce129420e2dc5680b3efbd7dbb5df60ce9cfa2199a4",
+        "327fca309d855b536fec88da668a2301161c1dc18bf6f839478a66c78fde56af",
     ),
     (
         "nucseg-default.normalizer.json",
-        "28458a15da82525db2b5e5f203b0817a9cfeb6abebb63285693f8ec1999649d0",
+        "97997aa1506d6eb8350c41cf2783b04622880f0085366e11e42af5854e94673f",
     ),
 ];
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v3";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v4";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).
