@@ -239,6 +239,9 @@ fn run(args: Args) -> nucseg::Result<()> {
         let mut normalization = String::new();
         for (fold, bundle) in &folds {
             // Only a normalizing setup loads (and for DCGMM, fits) its normalizer.
+            if config.normalize {
+                common::note_dcgmm_template(bundle, &args.normalize, args.template.as_deref());
+            }
             let normalizer = match config.normalize {
                 true => bundle.normalizer_for(
                     &args.normalize,

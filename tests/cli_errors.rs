@@ -274,3 +274,40 @@ fn evaluate_setups_score_any_annotated_folder_and_refuse_a_partial_kumar_test_sp
     // An existing output is not replaced without --overwrite.
     fails(&dir, "evaluate", &args, &["images.csv", "already exists"]);
 }
+
+#[test]
+fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
+    let dir = common::tmp_dir("cli-dcgmm-template");
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png");
+    let sample = sample.to_str().unwrap();
+    let note = "DCGMM maps onto its own template";
+    let run = |extra: &[&str], out: &str| {
+        let mut args = vec![
+            sample,
+            "--normalize",
+            "dcgmm",
+            "--tta",
+            "none",
+            "--out",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        let out = Command::new(example("segment"))
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "segment {args:?}: {stderr}");
+        stderr
+    };
+    // The shipped model was trained behind Macenko: without --template the user is told,
+    // once, that DCGMM's own template is not the model's colours.
+    let stderr = run(&[], "own");
+    assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
+    assert!(stderr.contains("--template"), "{stderr}");
+    // With the model's template given there is nothing to say.
+    let stderr = run(&["--template", sample], "given");
+    assert!(!stderr.contains(note), "{stderr}");
+}

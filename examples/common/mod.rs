@@ -158,6 +158,35 @@ pub type LoadedModel = (
     Option<Box<dyn nucseg::stain::StainNormalizer>>,
 );
 
+/// Says once per process, on stderr, when `--normalize dcgmm` without `--template` is asked
+/// of a model trained behind Macenko or Reinhard: DCGMM then maps onto its network's own
+/// template, not the colours the model was trained on (the shipped model loses 0.07 AJI on
+/// the Kumar test images that way; model card, "The paper's normalizer").
+pub fn note_dcgmm_template(
+    bundle: &nucseg::pretrained::ModelBundle,
+    normalize: &nucseg::pretrained::NormalizerChoice,
+    template: Option<&Path>,
+) {
+    use nucseg::{
+        pretrained::{BundleNormalizer, NormalizerChoice},
+        stain::NormalizerKind,
+    };
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    if template.is_none()
+        && matches!(normalize, NormalizerChoice::Method(NormalizerKind::Dcgmm))
+        && matches!(bundle.normalizer, Some(BundleNormalizer::Classical(_)))
+    {
+        ONCE.call_once(|| {
+            eprintln!(
+                "note: DCGMM maps onto its own template, not the colours {} was trained on; \
+                 give the model's training template with --template (the shipped model's: \
+                 TCGA-G9-6356-01Z-00-DX1 of the Kumar training images)",
+                bundle.path.display()
+            )
+        });
+    }
+}
+
 impl ModelArgs {
     /// Loads the bundle (`--model`, else the shipped one) and the normalizer on `device`.
     pub fn load(&self, device: &nucseg::backend::Device) -> nucseg::Result<LoadedModel> {
@@ -166,6 +195,7 @@ impl ModelArgs {
             None => nucseg::pretrained::default_model(device)?,
         };
         let bundle = with_test_settings(bundle, self.test_scale, self.mask_threshold)?;
+        note_dcgmm_template(&bundle, &self.normalize, self.template.as_deref());
         let normalizer = bundle.normalizer_for(
             &self.normalize,
             self.template.as_deref(),
