@@ -307,7 +307,7 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
     let stderr = run(&[], "own");
     assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
     assert!(stderr.contains("--template"), "{stderr}");
-    // With the model's template given there is nothing to say.
+    // With a template given (the user chose the colours) there is nothing to say.
     let stderr = run(&["--template", sample], "given");
     assert!(!stderr.contains(note), "{stderr}");
 }
