@@ -240,7 +240,12 @@ fn run(args: Args) -> nucseg::Result<()> {
         for (fold, bundle) in &folds {
             // Only a normalizing setup loads (and for DCGMM, fits) its normalizer.
             if config.normalize {
-                common::note_dcgmm_template(bundle, &args.normalize, args.template.as_deref());
+                common::note_dcgmm_template(
+                    bundle,
+                    &args.normalize,
+                    args.template.as_deref(),
+                    args.dcgmm_model.as_deref(),
+                );
             }
             let normalizer = match config.normalize {
                 true => bundle.normalizer_for(

@@ -6,7 +6,16 @@
 //!     --method dcgmm --model /tmp/dcgmm/dcgmm.bpk \
 //!     --template ../shared/data/monuseg-kumar/images/TCGA-A7-A13E-01Z-00-DX1.tif --out /tmp/normalized
 //! ```
-//! For `dcgmm`, `--template` may also be a template JSON written by `train_dcgmm`.
+//! For `dcgmm`, `--template` may also be a template JSON written by `train_dcgmm`;
+//! `--save-template t.json` writes the template image's fitted statistics (what a DCGMM
+//! network uses by default is the `.template.json` beside it):
+//!
+//! ```text
+//! cargo run --example normalize -- ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif \
+//!     --method dcgmm --model models/dcgmm-kumar.bpk \
+//!     --template ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif \
+//!     --save-template models/dcgmm-kumar.template.json --overwrite --out /tmp/normalized
+//! ```
 //! Writes `<stem>.png` (normalized) and `<stem>_before_after.png`; existing files are kept
 //! unless `--overwrite` is given.
 
@@ -37,6 +46,10 @@ struct Args {
     /// The trained DCGMM model (.bpk with its .json beside it); dcgmm only.
     #[arg(long)]
     model: Option<PathBuf>,
+    /// dcgmm: also write the template image's fitted statistics to this `.json` (a
+    /// network's default template is the `.template.json` beside it).
+    #[arg(long)]
+    save_template: Option<PathBuf>,
     /// Output folder.
     #[arg(long, default_value = "normalized")]
     out: PathBuf,
@@ -54,6 +67,36 @@ fn main() -> ExitCode {
     common::exit_code(run(Args::parse()))
 }
 
+/// Fits the DCGMM template of `--template` (an image) with `--model` and writes it to `out`.
+fn save_template(
+    args: &Args,
+    out: &std::path::Path,
+    device: &nucseg::backend::Device,
+) -> nucseg::Result<()> {
+    let config = |m: &str| nucseg::stain::StainError::Config(m.to_string());
+    if args.method != NormalizerKind::Dcgmm {
+        return Err(config("--save-template is for --method dcgmm").into());
+    }
+    if args.template.extension().is_some_and(|e| e == "json") {
+        return Err(config("--save-template fits a template image, not a .json").into());
+    }
+    if out.exists() && !args.overwrite {
+        return Err(nucseg::data::DataError::WouldOverwrite {
+            path: out.to_path_buf(),
+        }
+        .into());
+    }
+    let model = args
+        .model
+        .as_deref()
+        .ok_or_else(|| config("dcgmm needs a trained model (.bpk with its .json)"))?;
+    let network = nucseg::stain::Dcgmm::load(model, device)?;
+    let image = common::read_image(&args.template, |line| println!("{line}"))?;
+    network.fit_template(&image)?.save(out)?;
+    println!("template {} → {}", args.template.display(), out.display());
+    Ok(())
+}
+
 fn run(args: Args) -> nucseg::Result<()> {
     args.limits.apply();
     let inputs = image_inputs(&args.input)?;
@@ -61,6 +104,9 @@ fn run(args: Args) -> nucseg::Result<()> {
         vec![format!("{stem}.png"), format!("{stem}_before_after.png")]
     })?;
     let device = args.device.device()?;
+    if let Some(out) = &args.save_template {
+        save_template(&args, out, &device)?;
+    }
     let normalizer = build_normalizer(
         args.method,
         Some(&args.template),

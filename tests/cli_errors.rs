@@ -281,7 +281,17 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
     let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png");
     let sample = sample.to_str().unwrap();
-    let note = "DCGMM maps onto its own template";
+    let note = "DCGMM maps onto its network's own template";
+    // A Macenko-trained bundle that is not the shipped one: the shipped model's files under
+    // another name (its training template need not be the DCGMM network's).
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for ext in ["safetensors", "json", "normalizer.json"] {
+        std::fs::copy(
+            models.join(format!("nucseg-default.{ext}")),
+            dir.join(format!("mine.{ext}")),
+        )
+        .unwrap();
+    }
     let run = |extra: &[&str], out: &str| {
         let mut args = vec![
             sample,
@@ -302,12 +312,16 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
         assert!(out.status.success(), "segment {args:?}: {stderr}");
         stderr
     };
-    // The shipped model was trained behind Macenko: without --template the user is told,
-    // once, that DCGMM's own template is not the model's colours.
-    let stderr = run(&[], "own");
+    // Without --template the user of another Macenko-trained model is told, once, that
+    // DCGMM's own template may not be the model's colours.
+    let stderr = run(&["--model", "mine.safetensors"], "own");
     assert_eq!(stderr.matches(note).count(), 1, "{stderr}");
     assert!(stderr.contains("--template"), "{stderr}");
+    // The shipped model with the shipped DCGMM network: the network's template is the
+    // model's (TCGA-G9-6356), nothing to say.
+    let stderr = run(&[], "shipped");
+    assert!(!stderr.contains(note), "{stderr}");
     // With a template given (the user chose the colours) there is nothing to say.
-    let stderr = run(&["--template", sample], "given");
+    let stderr = run(&["--model", "mine.safetensors", "--template", sample], "given");
     assert!(!stderr.contains(note), "{stderr}");
 }

@@ -205,3 +205,41 @@ fn a_bundle_trained_with_dcgmm_carries_its_network() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The shipped DCGMM network's own template is the shipped model's training template
+/// (TCGA-G9-6356, a Kumar training image), so that `--normalize dcgmm` without `--template`
+/// maps onto the colours the model was trained on (`examples/common::note_dcgmm_template`
+/// stays quiet for that pair). Before 2026-12-07 it was another image's, which cost 0.07
+/// AJI on the test images (model card, "The paper's normalizer").
+#[test]
+fn the_shipped_dcgmm_template_is_the_shipped_models_template_image() {
+    use nucseg::{
+        pretrained::DEFAULT_DCGMM_NAME,
+        stain::{Dcgmm, DcgmmTemplate},
+    };
+    let device = BackendKind::Cpu.device().unwrap();
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let network = Dcgmm::load(models.join(DEFAULT_DCGMM_NAME), &device).unwrap();
+    let g9 = common::shared().join("data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif");
+    let fitted = network.fit_template(&read_rgb(&g9).unwrap()).unwrap();
+    let shipped = DcgmmTemplate::load(models.join("dcgmm-kumar.template.json")).unwrap();
+    let numbers = |t: &DcgmmTemplate| {
+        fn walk(v: &serde_json::Value, out: &mut Vec<f64>) {
+            match v {
+                serde_json::Value::Number(n) => out.push(n.as_f64().unwrap()),
+                serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+                serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+                _ => {}
+            }
+        }
+        let mut out = Vec::new();
+        walk(&serde_json::to_value(t).unwrap(), &mut out);
+        out
+    };
+    let (a, b) = (numbers(&fitted), numbers(&shipped));
+    assert!(a.len() > 30, "{} numbers", a.len());
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{x} against {y}");
+    }
+}

@@ -66,7 +66,7 @@ pub struct SlideConfig {
     #[config(default = "TissueConfig::new()")]
     pub tissue: TissueConfig,
     /// Detections scored below this are dropped in each tile (the pipeline's threshold).
-    #[config(default = 0.5)]
+    #[config(default = 0.6)]
     pub min_score: f32,
     /// How overlapping nuclei are made disjoint (the pipeline's rule).
     #[config(default = "OverlapConfig::cleanup()")]
