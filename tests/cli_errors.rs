@@ -322,6 +322,9 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
     let stderr = run(&[], "shipped");
     assert!(!stderr.contains(note), "{stderr}");
     // With a template given (the user chose the colours) there is nothing to say.
-    let stderr = run(&["--model", "mine.safetensors", "--template", sample], "given");
+    let stderr = run(
+        &["--model", "mine.safetensors", "--template", sample],
+        "given",
+    );
     assert!(!stderr.contains(note), "{stderr}");
 }
