@@ -106,6 +106,13 @@ struct Args {
     /// Mask probability at which a pixel joins its nucleus, instead of the model's own.
     #[arg(long)]
     mask_threshold: Option<f32>,
+    /// Drop nuclei scored below this (default: the pipeline's, 0.6; the figures measured
+    /// before 2026-12-07 used 0.5).
+    #[arg(long, requires = "setups")]
+    min_score: Option<f32>,
+    /// The clean-up's kept fraction (default: the pipeline's, 0.9; 0.95 before 2026-12-07).
+    #[arg(long, requires = "setups")]
+    min_kept: Option<f32>,
     #[command(flatten)]
     merge: common::MergeArgs,
     /// Compute device: cpu, wgpu or cuda.
@@ -227,6 +234,12 @@ fn run(args: Args) -> nucseg::Result<()> {
     let mut per_image = PER_IMAGE_CSV_HEADER.to_string();
     for setup in setups {
         let mut config = args.merge.apply(args.scale.apply(setup.config()));
+        if let Some(score) = args.min_score {
+            config.min_score = score;
+        }
+        if let Some(kept) = args.min_kept {
+            config.overlaps.min_kept_fraction = kept;
+        }
         if let Some(tile) = args.tile {
             config.tiling = config
                 .tiling
@@ -245,6 +258,7 @@ fn run(args: Args) -> nucseg::Result<()> {
                     &args.normalize,
                     args.template.as_deref(),
                     args.dcgmm_model.as_deref(),
+                    args.model.is_none() && args.fold_models.is_none(),
                 );
             }
             let normalizer = match config.normalize {

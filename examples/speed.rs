@@ -150,9 +150,9 @@ fn run(args: Args) -> nucseg::Result<()> {
         None => image.clone(),
     };
     let thresholds = if args.forward_only {
-        vec![args.pipeline.min_score]
+        vec![args.pipeline.min_score()]
     } else {
-        vec![0.0, args.pipeline.min_score]
+        vec![0.0, args.pipeline.min_score()]
     };
     for min_score in thresholds {
         let mut best: Option<(f64, Vec<StageTime>)> = None;
@@ -276,7 +276,9 @@ fn run(args: Args) -> nucseg::Result<()> {
     println!(
         "\n## Pipeline end to end ({}-px tiles, {}-px overlap, scores ≥ {})\n\
          | TTA | s | nuclei | peak RSS (MB) |\n| --- | --- | --- | --- |",
-        args.pipeline.tile, args.pipeline.overlap, args.pipeline.min_score
+        args.pipeline.tile,
+        args.pipeline.overlap,
+        args.pipeline.min_score()
     );
     for set in &args.tta {
         let config = args.pipeline.config(*set);

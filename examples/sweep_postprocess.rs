@@ -8,8 +8,10 @@
 //! cargo run --release --example sweep_postprocess -- --data ../shared/data/cpm15 --tta none \
 //!     --min-scores 0.4,0.5,0.6 --kept-fractions 0,0.3,0.5 --largest-components false,true --min-areas 0,16
 //! ```
-//! Exact for images that fit one tile (≤ 1024 px a side: CPM-15, Kumar); on larger ones the
-//! pipeline applies the threshold before stitching, which this does not repeat. Never point
+//! Exact without TTA for images that fit one tile (≤ 1024 px a side: CPM-15, Kumar); on
+//! larger ones the pipeline applies the threshold before stitching, which this does not
+//! repeat, and with TTA the views are merged once at the lowest threshold, so a higher one
+//! can differ from the pipeline's in the fourth decimal (model card). Never point
 //! it at the Kumar test images: choosing on them is what the validation set is for.
 //!
 //! Prints one row per combination: means over images of AJI, AJI+, PQ, F1 at IoU 0.5, the

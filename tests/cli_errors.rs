@@ -268,7 +268,7 @@ fn evaluate_setups_score_any_annotated_folder_and_refuse_a_partial_kumar_test_sp
     let fields: Vec<&str> = lines[1].split(',').collect();
     assert_eq!(&fields[..3], ["NucSeg-P", "tile", ""], "{csv}");
     assert_eq!(fields[3], truth.count().to_string(), "{csv}");
-    // The shipped model on this tile: AJI 0.519 (tests/default_model.rs measures it).
+    // The shipped model on this tile: AJI 0.552 (tests/default_model.rs measures it).
     let (n_pred, aji): (usize, f64) = (fields[4].parse().unwrap(), fields[5].parse().unwrap());
     assert!(n_pred > 0 && aji > 0.45, "{csv}");
     // An existing output is not replaced without --overwrite.
@@ -320,6 +320,12 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
     // The shipped model with the shipped DCGMM network: the network's template is the
     // model's (TCGA-G9-6356), nothing to say.
     let stderr = run(&[], "shipped");
+    assert!(!stderr.contains(note), "{stderr}");
+    let shipped_dcgmm = models.join("dcgmm-kumar.bpk");
+    let stderr = run(
+        &["--dcgmm-model", shipped_dcgmm.to_str().unwrap()],
+        "shipped-named",
+    );
     assert!(!stderr.contains(note), "{stderr}");
     // With a template given (the user chose the colours) there is nothing to say.
     let stderr = run(

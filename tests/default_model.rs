@@ -241,6 +241,6 @@ fn the_shipped_dcgmm_template_is_the_shipped_models_template_image() {
     assert!(a.len() > 30, "{} numbers", a.len());
     assert_eq!(a.len(), b.len());
     for (x, y) in a.iter().zip(&b) {
-        assert!((x - y).abs() <= 1e-6 * (1.0 + y.abs()), "{x} against {y}");
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} against {y}");
     }
 }

@@ -160,26 +160,28 @@ pub type LoadedModel = (
 
 /// Says once per process, on stderr, when `--normalize dcgmm` without `--template` is asked
 /// of a model trained behind Macenko or Reinhard: DCGMM then maps onto its network's
-/// template, which need not be the colours the model was trained on (a model trained on
-/// another template than the shipped model's lost 0.07 AJI on the Kumar test images that
-/// way; model card, "The paper's normalizer"). The shipped model with the shipped DCGMM
-/// network needs no note: the network's template is the model's, TCGA-G9-6356.
+/// template, which need not be the colours the model was trained on (the shipped model
+/// behind the shipped network's template before 2026-12-07, another training image's, lost
+/// 0.07 AJI on the Kumar test images; model card, "The paper's normalizer"). Quiet for the
+/// shipped model (`shipped_model`: loaded as the default, behind its checksum) with the
+/// shipped DCGMM network: that network's template is the model's, TCGA-G9-6356.
 pub fn note_dcgmm_template(
     bundle: &nucseg::pretrained::ModelBundle,
     normalize: &nucseg::pretrained::NormalizerChoice,
     template: Option<&Path>,
     dcgmm_model: Option<&Path>,
+    shipped_model: bool,
 ) {
     use nucseg::{
-        pretrained::{BundleNormalizer, NormalizerChoice, DEFAULT_MODEL_FILES},
+        pretrained::{default_dcgmm_path, BundleNormalizer, NormalizerChoice},
         stain::NormalizerKind,
     };
     static ONCE: std::sync::Once = std::sync::Once::new();
-    let shipped_pair = dcgmm_model.is_none()
-        && bundle
-            .path
-            .file_name()
-            .is_some_and(|n| n == DEFAULT_MODEL_FILES[0].0);
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    let shipped_pair = shipped_model && dcgmm_model.is_none_or(|p| same(p, &default_dcgmm_path()));
     if template.is_none()
         && !shipped_pair
         && matches!(normalize, NormalizerChoice::Method(NormalizerKind::Dcgmm))
@@ -210,6 +212,7 @@ impl ModelArgs {
             &self.normalize,
             self.template.as_deref(),
             self.dcgmm_model.as_deref(),
+            self.model.is_none(),
         );
         let normalizer = bundle.normalizer_for(
             &self.normalize,
@@ -234,9 +237,9 @@ pub struct PipelineArgs {
     /// Overlap between neighbouring tiles (px); the paper's is 250.
     #[arg(long, default_value_t = 256)]
     pub overlap: u32,
-    /// Drop nuclei scored below this.
-    #[arg(long, default_value_t = 0.6)]
-    pub min_score: f32,
+    /// Drop nuclei scored below this (default: the pipeline's, 0.6; 0.5 before 2026-12-07).
+    #[arg(long)]
+    pub min_score: Option<f32>,
     /// Drop a nucleus that keeps less than this fraction of its mask once higher-scored
     /// ones took theirs (mask-level NMS; default: the pipeline's).
     #[arg(long)]
@@ -288,6 +291,12 @@ impl MergeArgs {
 }
 
 impl PipelineArgs {
+    /// `--min-score`, else the pipeline's default.
+    pub fn min_score(&self) -> f32 {
+        self.min_score
+            .unwrap_or(nucseg::pipeline::DEFAULT_MIN_SCORE)
+    }
+
     /// The pipeline's configuration with these settings and the TTA views `tta`.
     pub fn config(&self, tta: nucseg::postprocess::TtaSet) -> nucseg::pipeline::PipelineConfig {
         let defaults = nucseg::pipeline::PipelineConfig::new();
@@ -307,7 +316,7 @@ impl PipelineArgs {
                     .with_tile_size(self.tile)
                     .with_stride(self.tile.saturating_sub(self.overlap)),
             )
-            .with_min_score(self.min_score)
+            .with_min_score(self.min_score())
             .with_overlaps(nucseg::OverlapConfig {
                 min_kept_fraction: self.min_kept.unwrap_or(defaults.overlaps.min_kept_fraction),
                 largest_component: self

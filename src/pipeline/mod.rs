@@ -26,6 +26,9 @@ use crate::{
     stain::StainNormalizer,
 };
 
+/// The default score threshold ([`PipelineConfig::min_score`], and the slide runner's).
+pub const DEFAULT_MIN_SCORE: f32 = 0.6;
+
 /// What the pipeline does; the defaults are the paper's full method ([`Preset::NucSeg`]).
 #[derive(Config, Debug, PartialEq)]
 pub struct PipelineConfig {
@@ -50,7 +53,7 @@ pub struct PipelineConfig {
     /// Mask R-CNN computes masks only for the nuclei it keeps without TTA). 0.6, chosen
     /// with the 0.9 kept fraction on CPM-15 and TNBC for the models-v4 weights (mean AJI of
     /// three validation rows 0.5158 → 0.5201; 0.5 before; `models/MODEL_CARD.md`).
-    #[config(default = 0.6)]
+    #[config(default = "DEFAULT_MIN_SCORE")]
     pub min_score: f32,
     /// How overlapping nuclei are made disjoint after stitching
     /// ([`Nuclei::from_instances_with`]): by default mask-level NMS at 90 %, largest piece,

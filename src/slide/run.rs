@@ -66,7 +66,7 @@ pub struct SlideConfig {
     #[config(default = "TissueConfig::new()")]
     pub tissue: TissueConfig,
     /// Detections scored below this are dropped in each tile (the pipeline's threshold).
-    #[config(default = 0.6)]
+    #[config(default = "crate::pipeline::DEFAULT_MIN_SCORE")]
     pub min_score: f32,
     /// How overlapping nuclei are made disjoint (the pipeline's rule).
     #[config(default = "OverlapConfig::cleanup()")]
