@@ -47,7 +47,7 @@ pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     (
         "nucseg-default.safetensors",
-        "2f72a3abaadf550bb78fa59993773099d1e859bb7dae442f13838b14af926c06",
+        "05638fa9b51436729e36df7cec4bc5e7db0abd91012b0ada29f044d8629dec35",
     ),
     (
         "nucseg-default.json",
@@ -61,7 +61,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v4";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v5";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).
