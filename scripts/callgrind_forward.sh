@@ -3,8 +3,8 @@
 # valgrind's callgrind counts instructions, which repeat exactly for the same binary, input
 # and settings whatever else the machine is doing. Runs the `speed` example on the bundled
 # 512×512 sample (loading the model and one forward pass of the shipped model, detections
-# ≥ 0.5 masked as in the recorded baselines, one thread) and prints the total and the functions with the most
-# instructions. Takes about 15 minutes on the project's machine.
+# ≥ 0.5 masked as in the recorded baselines, one thread) and prints the total and the
+# functions with the most instructions. Takes about 15 minutes on the project's machine.
 #
 #   scripts/callgrind_forward.sh            # builds the release example first
 #   SKIP_BUILD=1 scripts/callgrind_forward.sh
