@@ -334,3 +334,94 @@ fn dcgmm_in_front_of_a_macenko_model_asks_for_the_models_template() {
     );
     assert!(!stderr.contains(note), "{stderr}");
 }
+
+#[test]
+fn average_weights_refuses_other_normalizers_and_its_inputs_folder_and_averages_the_rest() {
+    let dir = common::tmp_dir("cli-average");
+    let models = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    for m in ["a", "b", "c"] {
+        std::fs::create_dir_all(dir.join(m)).unwrap();
+        for ext in ["safetensors", "json", "normalizer.json"] {
+            std::fs::copy(
+                models.join(format!("nucseg-default.{ext}")),
+                dir.join(m).join(format!("model.{ext}")),
+            )
+            .unwrap();
+        }
+    }
+    // c's Macenko normalizer is another one: a setting nudged.
+    let path = dir.join("c/model.normalizer.json");
+    let mut value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    fn nudge(v: &mut serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Number(n) => {
+                *v = serde_json::json!(n.as_f64().unwrap() + 0.01);
+                true
+            }
+            serde_json::Value::Array(a) => a.iter_mut().any(nudge),
+            serde_json::Value::Object(o) => o.values_mut().any(nudge),
+            _ => false,
+        }
+    }
+    assert!(nudge(&mut value), "{value}");
+    std::fs::write(&path, value.to_string()).unwrap();
+
+    let (a, b, c) = (
+        "a/model.safetensors",
+        "b/model.safetensors",
+        "c/model.safetensors",
+    );
+    fails(
+        &dir,
+        "average_weights",
+        &[a, c, "--out", "out"],
+        &[
+            "c/model.normalizer.json",
+            "another stain normalizer",
+            "a/model.safetensors",
+        ],
+    );
+    fails(
+        &dir,
+        "average_weights",
+        &[a, b, "--out", "b", "--overwrite"],
+        &["b/model.safetensors", "output folder holds this input"],
+    );
+    let out = Command::new(example("average_weights"))
+        .args([a, b, "--out", "avg"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Two copies of one model average to it; the normalizer is carried over.
+    for ext in ["json", "normalizer.json"] {
+        assert_eq!(
+            std::fs::read(dir.join(format!("avg/model.{ext}"))).unwrap(),
+            std::fs::read(dir.join(format!("a/model.{ext}"))).unwrap(),
+            "{ext}"
+        );
+    }
+    let bundle = |p: &str| {
+        nucseg::pretrained::load_bundle(&dir.join(p), &nucseg::backend::Device::flex()).unwrap()
+    };
+    let (x, y) = (
+        bundle("a/model.safetensors").model,
+        bundle("avg/model.bpk").model,
+    );
+    assert_eq!(
+        x.rpn_head.conv.weight.val().into_data(),
+        y.rpn_head.conv.weight.val().into_data()
+    );
+    // An existing output is kept unless --overwrite is given.
+    fails(
+        &dir,
+        "average_weights",
+        &[a, b, "--out", "avg"],
+        &["avg/model.bpk"],
+    );
+}

@@ -85,6 +85,15 @@ pub enum ModelError {
         /// Every mismatched tensor, sorted by model path.
         mismatches: Vec<TensorShapeMismatch>,
     },
+    /// A network to average ([`crate::train::average_weights`]) is not built like the
+    /// first.
+    #[error("cannot average the networks: network {index} (counting from 1) {reason}")]
+    AverageMismatch {
+        /// Its position among the networks, counting from 1.
+        index: usize,
+        /// How it differs from the first.
+        reason: String,
+    },
     /// A tensor could not be converted or read (wrong dtype kind, corrupt data, ...).
     #[error("weight file {}: {reason}", path.display())]
     WeightLoad {

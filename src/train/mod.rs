@@ -6,6 +6,7 @@
 //! | --- | --- | --- |
 //! | `maskrcnn` | [`MaskRcnn`](crate::model::MaskRcnn): SGD, warm-up and step decay, random crops with flips, rotations and stain jitter | [`MaskRcnnTrainer`], [`MaskRcnnTrainingConfig`] |
 //! | `dcgmm` | [`Dcgmm`](crate::stain::Dcgmm): Adam on the mixture's negative log-likelihood (Zanjani et al. 2018) | [`DcgmmTrainer`], [`DcgmmTrainingConfig`] |
+//! | `average` | the mean of trained networks' weights (stochastic weight averaging, Izmailov et al. 2018) | [`average_weights`] |
 //! | `augment` | random crops (zoom, synthetic glass), HED stain jitter (Tellez et al. 2018), brightness/contrast, blur | [`scaled_crop`], [`hed_jitter`], [`brightness_contrast`], [`random_blur`] |
 //!
 //! Both trainers report progress through a callback after each step (a
@@ -13,12 +14,14 @@
 //! program decides whether to show a bar or print lines.
 
 mod augment;
+mod average;
 mod dcgmm;
 mod maskrcnn;
 
 pub use augment::{
     brightness_contrast, hed_jitter, random_blur, random_crop, scaled_crop, CropSpec,
 };
+pub use average::average_weights;
 pub use dcgmm::{
     load_training_images, random_crops, DcgmmStepReport, DcgmmTrainer, DcgmmTrainingConfig,
     DcgmmTrainingReport,
