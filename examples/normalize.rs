@@ -21,7 +21,11 @@
 
 mod common;
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
 
 use clap::Parser;
 use nucseg::{
@@ -67,12 +71,9 @@ fn main() -> ExitCode {
     common::exit_code(run(Args::parse()))
 }
 
-/// Fits the DCGMM template of `--template` (an image) with `--model` and writes it to `out`.
-fn save_template(
-    args: &Args,
-    out: &std::path::Path,
-    device: &nucseg::backend::Device,
-) -> nucseg::Result<()> {
+/// Checks `--save-template out` before any folder is made or file read: DCGMM only, a
+/// template image, a network given, `out` free (or `--overwrite`). Returns the network.
+fn check_save_template<'a>(args: &'a Args, out: &Path) -> nucseg::Result<&'a Path> {
     let config = |m: &str| nucseg::stain::StainError::Config(m.to_string());
     if args.method != NormalizerKind::Dcgmm {
         return Err(config("--save-template is for --method dcgmm").into());
@@ -86,11 +87,20 @@ fn save_template(
         }
         .into());
     }
-    let model = args
+    Ok(args
         .model
         .as_deref()
-        .ok_or_else(|| config("dcgmm needs a trained model (.bpk with its .json)"))?;
-    let network = nucseg::stain::Dcgmm::load(model, device)?;
+        .ok_or_else(|| config("dcgmm needs a trained model (.bpk with its .json)"))?)
+}
+
+/// Fits the DCGMM template of `--template` (an image) with `network` and writes it to `out`.
+fn save_template(
+    args: &Args,
+    network: &Path,
+    out: &Path,
+    device: &nucseg::backend::Device,
+) -> nucseg::Result<()> {
+    let network = nucseg::stain::Dcgmm::load(network, device)?;
     let image = common::read_image(&args.template, |line| println!("{line}"))?;
     network.fit_template(&image)?.save(out)?;
     println!("template {} → {}", args.template.display(), out.display());
@@ -99,13 +109,17 @@ fn save_template(
 
 fn run(args: Args) -> nucseg::Result<()> {
     args.limits.apply();
+    let template_job = match &args.save_template {
+        Some(out) => Some((check_save_template(&args, out)?, out)),
+        None => None,
+    };
     let inputs = image_inputs(&args.input)?;
     let out = OutputDir::for_inputs(&args.out, args.overwrite, &inputs, |stem| {
         vec![format!("{stem}.png"), format!("{stem}_before_after.png")]
     })?;
     let device = args.device.device()?;
-    if let Some(out) = &args.save_template {
-        save_template(&args, out, &device)?;
+    if let Some((network, out)) = template_job {
+        save_template(&args, network, out, &device)?;
     }
     let normalizer = build_normalizer(
         args.method,

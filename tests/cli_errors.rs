@@ -425,3 +425,39 @@ fn average_weights_refuses_other_normalizers_and_its_inputs_folder_and_averages_
         &["avg/model.bpk"],
     );
 }
+
+#[test]
+fn normalize_checks_save_template_before_making_its_output_folder() {
+    let dir = common::tmp_dir("cli-normalize-template");
+    write_rgb_png(&dir.join("tile.png"), &tile()).unwrap();
+    let network = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dcgmm-kumar.bpk");
+    let network = network.to_str().unwrap();
+    std::fs::write(dir.join("kept.json"), "{}").unwrap();
+    for (args, needles) in [
+        (
+            vec!["--method", "macenko", "--save-template", "t.json"],
+            vec!["--save-template is for --method dcgmm"],
+        ),
+        (
+            vec![
+                "--method",
+                "dcgmm",
+                "--model",
+                network,
+                "--save-template",
+                "kept.json",
+            ],
+            vec!["kept.json"],
+        ),
+        (
+            vec!["--method", "dcgmm", "--save-template", "t.json"],
+            vec!["needs a trained model"],
+        ),
+    ] {
+        let mut all = vec!["tile.png", "--template", "tile.png", "--out", "made"];
+        all.extend(args);
+        fails(&dir, "normalize", &all, &needles);
+        assert!(!dir.join("made").exists(), "{all:?} made its output folder");
+        assert!(!dir.join("t.json").exists(), "{all:?}");
+    }
+}
