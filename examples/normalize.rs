@@ -16,6 +16,8 @@
 //!     --template ../shared/data/monuseg-kumar/images/TCGA-G9-6356-01Z-00-DX1.tif \
 //!     --save-template models/dcgmm-kumar.template.json --overwrite --out /tmp/normalized
 //! ```
+//! (a new shipped template's SHA-256 then goes into `DEFAULT_DCGMM_FILES` in
+//! `src/pretrained.rs`, which checks the shipped DCGMM's files before it serves).
 //! Writes `<stem>.png` (normalized) and `<stem>_before_after.png`; existing files are kept
 //! unless `--overwrite` is given.
 

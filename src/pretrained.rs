@@ -67,6 +67,24 @@ pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/d
 /// `.template.json` template sit beside it).
 pub const DEFAULT_DCGMM_NAME: &str = "dcgmm-kumar.bpk";
 
+/// The files of the shipped DCGMM normalizer with their SHA-256, checked whenever it
+/// serves by default (no network named): the network, its configuration and its template
+/// (a stale template in a model folder would map onto other colours without a word).
+pub const DEFAULT_DCGMM_FILES: [(&str, &str); 3] = [
+    (
+        DEFAULT_DCGMM_NAME,
+        "fe98bf8f5274900b7692f89ece9d0523fe3713abb46cc6d08b0c074a4da0ae88",
+    ),
+    (
+        "dcgmm-kumar.json",
+        "d5e66f3187f792b2b6a6c049153c356d6d764be293c25da746455fc0f2e5fc38",
+    ),
+    (
+        "dcgmm-kumar.template.json",
+        "6532197cf7b28ebd070695071b7a85f389fca13869b2482e000d4069a47490df",
+    ),
+];
+
 /// A model ready for inference with the normalization it was trained with.
 #[derive(Debug)]
 pub struct ModelBundle {
@@ -109,7 +127,10 @@ impl BundleNormalizer {
                 crate::stain::fit_classical(kind, template)?.map(BundleNormalizer::Classical)
             );
         }
-        let network = dcgmm_model.map_or_else(default_dcgmm_path, Path::to_path_buf);
+        let network = match dcgmm_model {
+            Some(path) => path.to_path_buf(),
+            None => shipped_dcgmm()?,
+        };
         let device = device.clone().without_autodiff();
         Ok(Some(BundleNormalizer::Dcgmm {
             normalizer: Box::new(crate::stain::load_dcgmm(&network, template, &device)?),
@@ -324,11 +345,14 @@ impl ModelBundle {
                 .clone()
                 .map(|n| Box::new(n) as Box<dyn StainNormalizer>),
             NormalizerChoice::Method(kind) => {
-                let default_dcgmm = default_dcgmm_path();
+                let default_dcgmm = match (kind, dcgmm_model) {
+                    (NormalizerKind::Dcgmm, None) => Some(shipped_dcgmm()?),
+                    _ => None,
+                };
                 build_normalizer(
                     *kind,
                     template,
-                    Some(dcgmm_model.unwrap_or(&default_dcgmm)),
+                    dcgmm_model.or(default_dcgmm.as_deref()),
                     device,
                 )?
             }
@@ -384,6 +408,17 @@ pub fn default_dcgmm_path() -> PathBuf {
         .map(|d| d.join(DEFAULT_DCGMM_NAME))
         .find(|p| p.is_file())
         .unwrap_or_else(|| dirs[dirs.len() - 1].join(DEFAULT_DCGMM_NAME))
+}
+
+/// The shipped DCGMM network ([`default_dcgmm_path`]) after checking its files
+/// ([`DEFAULT_DCGMM_FILES`]) against their SHA-256.
+pub fn shipped_dcgmm() -> Result<PathBuf, ModelError> {
+    let network = default_dcgmm_path();
+    let dir = network.parent().unwrap_or(Path::new("."));
+    for (name, sha) in DEFAULT_DCGMM_FILES {
+        verify_sha256(&dir.join(name), sha)?;
+    }
+    Ok(network)
 }
 
 /// The shipped model on `device`, from the first folder of [`model_search_path`] that has

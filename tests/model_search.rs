@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use nucseg::{
     backend::BackendKind,
-    pretrained::{default_model, model_search_path, DEFAULT_MODEL_FILES},
+    pretrained::{
+        default_model, model_search_path, shipped_dcgmm, BundleNormalizer, DEFAULT_DCGMM_FILES,
+        DEFAULT_MODEL_FILES,
+    },
+    stain::NormalizerKind,
 };
 
 fn checkout_models() -> PathBuf {
@@ -63,6 +67,36 @@ fn the_model_dir_variable_comes_first_then_the_cache_then_the_checkout() {
     std::fs::write(&config, b"{}").unwrap();
     let err = default_model(&device).unwrap_err().to_string();
     assert!(err.contains("checksum mismatch"), "{err}");
+
+    // The shipped DCGMM is found the same way, and its files are checked whenever it
+    // serves by default: a stale template there (another image's colours) is refused.
+    assert_eq!(
+        shipped_dcgmm().unwrap(),
+        checkout_models().join(DEFAULT_DCGMM_FILES[0].0)
+    );
+    for (file, _) in DEFAULT_DCGMM_FILES {
+        std::fs::copy(checkout_models().join(file), explicit.join(file)).unwrap();
+    }
+    assert_eq!(
+        shipped_dcgmm().unwrap(),
+        explicit.join(DEFAULT_DCGMM_FILES[0].0)
+    );
+    let template = explicit.join(DEFAULT_DCGMM_FILES[2].0);
+    let text = std::fs::read_to_string(&template).unwrap();
+    let first_digit = text.find(|c: char| c.is_ascii_digit()).unwrap();
+    let stale = format!("{}9{}", &text[..first_digit], &text[first_digit..]);
+    std::fs::write(&template, stale).unwrap();
+    for err in [
+        shipped_dcgmm().unwrap_err().to_string(),
+        BundleNormalizer::for_training(NormalizerKind::Dcgmm, None, None, &device)
+            .unwrap_err()
+            .to_string(),
+    ] {
+        assert!(
+            err.contains("checksum mismatch") && err.contains("dcgmm-kumar.template.json"),
+            "{err}"
+        );
+    }
 
     std::env::remove_var("NUCSEG_MODEL_DIR");
     std::env::remove_var("XDG_CACHE_HOME");
