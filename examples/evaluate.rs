@@ -106,15 +106,10 @@ struct Args {
     /// Mask probability at which a pixel joins its nucleus, instead of the model's own.
     #[arg(long)]
     mask_threshold: Option<f32>,
-    /// Drop nuclei scored below this (default: the pipeline's, 0.6; the figures measured
-    /// before 2026-12-07 used 0.5).
-    #[arg(long, requires = "setups")]
-    min_score: Option<f32>,
-    /// The clean-up's kept fraction (default: the pipeline's, 0.9; 0.95 before 2026-12-07).
-    #[arg(long, requires = "setups")]
-    min_kept: Option<f32>,
+    /// The clean-up of the setups (the figures measured before 2026-12-07 used
+    /// `--min-score 0.5 --min-kept 0.95`).
     #[command(flatten)]
-    merge: common::MergeArgs,
+    cleanup: common::CleanupArgs,
     /// Compute device: cpu, wgpu or cuda.
     #[arg(long, default_value = "cpu")]
     device: BackendKind,
@@ -123,7 +118,17 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    exit_code(run(Args::parse()))
+    let args = Args::parse();
+    if let (None, Some(flag)) = (&args.setups, args.cleanup.given()) {
+        use clap::CommandFactory;
+        Args::command()
+            .error(
+                clap::error::ErrorKind::MissingRequiredArgument,
+                format!("{flag} applies to --setups runs (predictions in --pred are scored as they are)"),
+            )
+            .exit();
+    }
+    exit_code(run(args))
 }
 
 fn run(args: Args) -> nucseg::Result<()> {
@@ -233,13 +238,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     let mut rows = Vec::new();
     let mut per_image = PER_IMAGE_CSV_HEADER.to_string();
     for setup in setups {
-        let mut config = args.merge.apply(args.scale.apply(setup.config()));
-        if let Some(score) = args.min_score {
-            config.min_score = score;
-        }
-        if let Some(kept) = args.min_kept {
-            config.overlaps.min_kept_fraction = kept;
-        }
+        let mut config = args.cleanup.apply(args.scale.apply(setup.config()));
         if let Some(tile) = args.tile {
             config.tiling = config
                 .tiling

@@ -237,11 +237,24 @@ pub struct PipelineArgs {
     /// Overlap between neighbouring tiles (px); the paper's is 250.
     #[arg(long, default_value_t = 256)]
     pub overlap: u32,
+    /// With TTA, nuclei that augmented views find but the original misses: majority (kept
+    /// when most views find them; the default) or drop (the paper's literal procedure).
+    #[arg(long)]
+    pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
+    #[command(flatten)]
+    pub cleanup: CleanupArgs,
+}
+
+/// The clean-up's settings on the command line (`PipelineArgs`, `evaluate`); each one left
+/// out keeps the pipeline's (or the setup's) own.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct CleanupArgs {
     /// Drop nuclei scored below this (default: the pipeline's, 0.6; 0.5 before 2026-12-07).
     #[arg(long)]
     pub min_score: Option<f32>,
     /// Drop a nucleus that keeps less than this fraction of its mask once higher-scored
-    /// ones took theirs (mask-level NMS; default: the pipeline's).
+    /// ones took theirs (mask-level NMS; default: the pipeline's, 0.9; 0.95 before
+    /// 2026-12-07).
     #[arg(long)]
     pub min_kept: Option<f32>,
     /// Keep only each nucleus's largest connected piece: true or false (default: the
@@ -251,15 +264,51 @@ pub struct PipelineArgs {
     /// Drop nuclei of fewer pixels (default: the pipeline's).
     #[arg(long)]
     pub min_area: Option<u32>,
-    /// With TTA, nuclei that augmented views find but the original misses: majority (kept
-    /// when most views find them; the default) or drop (the paper's literal procedure).
-    #[arg(long)]
-    pub unmatched: Option<nucseg::postprocess::UnmatchedPolicy>,
     #[command(flatten)]
     pub merge: MergeArgs,
 }
 
-/// How overlapping nuclei end, on the command line (`PipelineArgs`, `evaluate`).
+impl CleanupArgs {
+    /// `config` with these settings, where given.
+    pub fn apply(
+        &self,
+        mut config: nucseg::pipeline::PipelineConfig,
+    ) -> nucseg::pipeline::PipelineConfig {
+        if let Some(score) = self.min_score {
+            config.min_score = score;
+        }
+        let overlaps = &mut config.overlaps;
+        if let Some(kept) = self.min_kept {
+            overlaps.min_kept_fraction = kept;
+        }
+        if let Some(largest) = self.largest_component {
+            overlaps.largest_component = largest;
+        }
+        if let Some(area) = self.min_area {
+            overlaps.min_area = area;
+        }
+        self.merge.apply(config)
+    }
+
+    /// The first of these flags given, if any.
+    pub fn given(&self) -> Option<&'static str> {
+        [
+            (self.min_score.is_some(), "--min-score"),
+            (self.min_kept.is_some(), "--min-kept"),
+            (self.largest_component.is_some(), "--largest-component"),
+            (self.min_area.is_some(), "--min-area"),
+            (self.merge.absorb_share.is_some(), "--absorb-share"),
+            (
+                self.merge.tta_keep_overlaps.is_some(),
+                "--tta-keep-overlaps",
+            ),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
+/// How overlapping nuclei end, on the command line (`CleanupArgs`).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct MergeArgs {
     /// What a dropped instance leaves: `off` (nothing), or the share of its mask that the
@@ -293,7 +342,8 @@ impl MergeArgs {
 impl PipelineArgs {
     /// `--min-score`, else the pipeline's default.
     pub fn min_score(&self) -> f32 {
-        self.min_score
+        self.cleanup
+            .min_score
             .unwrap_or(nucseg::pipeline::DEFAULT_MIN_SCORE)
     }
 
@@ -315,17 +365,8 @@ impl PipelineArgs {
                     .tiling
                     .with_tile_size(self.tile)
                     .with_stride(self.tile.saturating_sub(self.overlap)),
-            )
-            .with_min_score(self.min_score())
-            .with_overlaps(nucseg::OverlapConfig {
-                min_kept_fraction: self.min_kept.unwrap_or(defaults.overlaps.min_kept_fraction),
-                largest_component: self
-                    .largest_component
-                    .unwrap_or(defaults.overlaps.largest_component),
-                min_area: self.min_area.unwrap_or(defaults.overlaps.min_area),
-                absorb_share: defaults.overlaps.absorb_share,
-            });
-        self.merge.apply(config)
+            );
+        self.cleanup.apply(config)
     }
 }
 
