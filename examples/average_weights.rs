@@ -23,7 +23,9 @@ use nucseg::{
         ModelError,
     },
     output::OutputDir,
-    pretrained::{load_bundle, normalizer_path as normalizer_path_of, ModelBundle},
+    pretrained::{
+        load_bundle, normalizer_path as normalizer_path_of, write_normalizer_file, ModelBundle,
+    },
     train::average_weights,
 };
 
@@ -100,18 +102,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     })?;
     save_model(&averaged, &model_path)?;
     save_model_f16(&averaged, &f16_path)?;
-    match &bundles[0].0.normalizer {
-        Some(n) => n.save(&normalizer_path)?,
-        None if normalizer_path.exists() => {
-            std::fs::remove_file(&normalizer_path).map_err(|source| {
-                nucseg::data::DataError::Io {
-                    path: normalizer_path.clone(),
-                    source,
-                }
-            })?
-        }
-        None => {}
-    }
+    write_normalizer_file(bundles[0].0.normalizer.as_ref(), &normalizer_path)?;
     println!(
         "averaged {} models into {} and {} ({:.1} s)",
         models.len(),

@@ -35,7 +35,7 @@ use nucseg::{
     },
     output::OutputDir,
     pipeline::{Pipeline, Preset},
-    pretrained::{load_bundle, BundleNormalizer},
+    pretrained::{load_bundle, write_normalizer_file, BundleNormalizer},
     stain::{NormalizerKind, StainNormalizer},
     train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, TrainingImage},
 };
@@ -322,18 +322,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         println!("backbone from {} ({report})", path.display());
     }
     // Only now, with the run accepted, replace the normalizer of an earlier one.
-    match &normalizer {
-        Some(n) => n.save(&normalizer_file)?,
-        None if normalizer_file.exists() => {
-            std::fs::remove_file(&normalizer_file).map_err(|source| {
-                nucseg::data::DataError::Io {
-                    path: normalizer_file.clone(),
-                    source,
-                }
-            })?
-        }
-        None => {}
-    }
+    write_normalizer_file(normalizer.as_ref(), &normalizer_file)?;
     println!(
         "model {} ({} parameters) on {}",
         match &args.init {

@@ -586,6 +586,26 @@ fn load_normalizer(path: &Path, device: &Device) -> crate::Result<BundleNormaliz
     saved.load_normalizer(path, &device.clone().without_autodiff())
 }
 
+/// Writes a bundle's normalizer file `path` ([`BundleNormalizer::save`]), or, for a model
+/// without one, removes a stale file of an earlier model there (it would be refused on
+/// load).
+pub fn write_normalizer_file(
+    normalizer: Option<&BundleNormalizer>,
+    path: &Path,
+) -> crate::Result<()> {
+    match normalizer {
+        Some(n) => n.save(path),
+        None if path.exists() => std::fs::remove_file(path).map_err(|source| {
+            crate::data::DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+            .into()
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Where a bundle's normalizer is stored: `NAME.normalizer.json` beside `NAME.*`.
 pub fn normalizer_path(weights: &Path) -> PathBuf {
     weights.with_extension("normalizer.json")
