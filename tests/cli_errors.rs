@@ -429,7 +429,7 @@ fn average_weights_refuses_other_normalizers_and_its_inputs_folder_and_averages_
 #[test]
 fn normalize_checks_save_template_before_making_its_output_folder() {
     let dir = common::tmp_dir("cli-normalize-template");
-    write_rgb_png(&dir.join("tile.png"), &tile()).unwrap();
+    write_rgb_png(dir.join("tile.png"), &tile()).unwrap();
     let network = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/dcgmm-kumar.bpk");
     let network = network.to_str().unwrap();
     std::fs::write(dir.join("kept.json"), "{}").unwrap();

@@ -123,7 +123,7 @@ mod tests {
     fn values(model: &MaskRcnn) -> Vec<f32> {
         collect_float_parameters(model)
             .into_iter()
-            .flat_map(|t| t.into_data().to_vec::<f32>().unwrap())
+            .flat_map(|t| t.into_data().try_to_vec::<f32>().unwrap())
             .collect()
     }
 
