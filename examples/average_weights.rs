@@ -12,7 +12,11 @@
 
 mod common;
 
-use std::{path::PathBuf, process::ExitCode, time::Instant};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
 
 use clap::Parser;
 use common::exit_code;
@@ -53,22 +57,6 @@ fn main() -> ExitCode {
 fn run(args: Args) -> nucseg::Result<()> {
     let started = Instant::now();
     let device = args.device.device()?;
-    let out = OutputDir::create(&args.out, args.overwrite)?;
-    // No output may replace an input (each input's folder holds the same names).
-    let out_dir = out.path().canonicalize().ok();
-    for m in &args.models {
-        let dir = m.parent().and_then(|d| d.canonicalize().ok());
-        if dir.is_some() && dir == out_dir {
-            return Err(ModelError::WeightFile {
-                path: m.clone(),
-                reason: "the output folder holds this input; choose another --out".into(),
-            }
-            .into());
-        }
-    }
-    let (model_path, f16_path) = (out.claim("model.bpk")?, out.claim("model.safetensors")?);
-    let normalizer_path = out.claim("model.normalizer.json")?;
-
     let mut bundles: Vec<(ModelBundle, Option<String>)> = Vec::with_capacity(args.models.len());
     for path in &args.models {
         let bundle = load_bundle(path, &device)?;
@@ -100,6 +88,25 @@ fn run(args: Args) -> nucseg::Result<()> {
         },
         other => other,
     })?;
+    // Only now, with the inputs read and averaged, the output folder.
+    let out = OutputDir::create(&args.out, args.overwrite)?;
+    // No output may replace an input (each input's folder holds the same names).
+    let out_dir = out.path().canonicalize().ok();
+    for m in &args.models {
+        let dir = m
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.parent().map(Path::to_path_buf));
+        if dir.is_some() && dir == out_dir {
+            return Err(ModelError::WeightFile {
+                path: m.clone(),
+                reason: "the output folder holds this input; choose another --out".into(),
+            }
+            .into());
+        }
+    }
+    let (model_path, f16_path) = (out.claim("model.bpk")?, out.claim("model.safetensors")?);
+    let normalizer_path = out.claim("model.normalizer.json")?;
     save_model(&averaged, &model_path)?;
     save_model_f16(&averaged, &f16_path)?;
     write_normalizer_file(bundles[0].0.normalizer.as_ref(), &normalizer_path)?;

@@ -89,10 +89,17 @@ fn check_save_template<'a>(args: &'a Args, out: &Path) -> nucseg::Result<&'a Pat
         }
         .into());
     }
-    Ok(args
+    let network = args
         .model
         .as_deref()
-        .ok_or_else(|| config("dcgmm needs a trained model (.bpk with its .json)"))?)
+        .ok_or_else(|| config("dcgmm needs a trained model (.bpk with its .json)"))?;
+    for path in [network, args.template.as_path()] {
+        std::fs::metadata(path).map_err(|source| nucseg::data::DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    Ok(network)
 }
 
 /// Fits the DCGMM template of `--template` (an image) with `network` and writes it to `out`.

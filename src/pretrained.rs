@@ -129,7 +129,7 @@ impl BundleNormalizer {
         }
         let network = match dcgmm_model {
             Some(path) => path.to_path_buf(),
-            None => shipped_dcgmm()?,
+            None => shipped_dcgmm(template.is_none())?,
         };
         let device = device.clone().without_autodiff();
         Ok(Some(BundleNormalizer::Dcgmm {
@@ -346,7 +346,7 @@ impl ModelBundle {
                 .map(|n| Box::new(n) as Box<dyn StainNormalizer>),
             NormalizerChoice::Method(kind) => {
                 let default_dcgmm = match (kind, dcgmm_model) {
-                    (NormalizerKind::Dcgmm, None) => Some(shipped_dcgmm()?),
+                    (NormalizerKind::Dcgmm, None) => Some(shipped_dcgmm(template.is_none())?),
                     _ => None,
                 };
                 build_normalizer(
@@ -411,12 +411,27 @@ pub fn default_dcgmm_path() -> PathBuf {
 }
 
 /// The shipped DCGMM network ([`default_dcgmm_path`]) after checking its files
-/// ([`DEFAULT_DCGMM_FILES`]) against their SHA-256.
-pub fn shipped_dcgmm() -> Result<PathBuf, ModelError> {
+/// ([`DEFAULT_DCGMM_FILES`]) against their SHA-256; its template only when `own_template`
+/// (it will serve: no other template is given).
+pub fn shipped_dcgmm(own_template: bool) -> Result<PathBuf, ModelError> {
     let network = default_dcgmm_path();
     let dir = network.parent().unwrap_or(Path::new("."));
-    for (name, sha) in DEFAULT_DCGMM_FILES {
-        verify_sha256(&dir.join(name), sha)?;
+    let files = if own_template {
+        &DEFAULT_DCGMM_FILES[..]
+    } else {
+        &DEFAULT_DCGMM_FILES[..2]
+    };
+    for (name, sha) in files {
+        verify_sha256(&dir.join(name), sha).map_err(|e| match e {
+            ModelError::WeightFile { path, reason } => ModelError::WeightFile {
+                path,
+                reason: format!(
+                    "{reason}; the shipped DCGMM is used only as shipped (a network or \
+                     template of your own: name the network explicitly)"
+                ),
+            },
+            other => other,
+        })?;
     }
     Ok(network)
 }

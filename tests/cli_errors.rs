@@ -382,6 +382,23 @@ fn average_weights_refuses_other_normalizers_and_its_inputs_folder_and_averages_
             "a/model.safetensors",
         ],
     );
+    assert!(
+        !dir.join("out").exists(),
+        "a refused run made its output folder"
+    );
+    // A bare file name: the output folder "." holds it.
+    fails(
+        &dir.join("a"),
+        "average_weights",
+        &[
+            "model.safetensors",
+            "../b/model.safetensors",
+            "--out",
+            ".",
+            "--overwrite",
+        ],
+        &["model.safetensors", "output folder holds this input"],
+    );
     fails(
         &dir,
         "average_weights",
@@ -453,11 +470,41 @@ fn normalize_checks_save_template_before_making_its_output_folder() {
             vec!["--method", "dcgmm", "--save-template", "t.json"],
             vec!["needs a trained model"],
         ),
+        (
+            vec![
+                "--method",
+                "dcgmm",
+                "--model",
+                "none.bpk",
+                "--save-template",
+                "t.json",
+            ],
+            vec!["none.bpk"],
+        ),
     ] {
         let mut all = vec!["tile.png", "--template", "tile.png", "--out", "made"];
         all.extend(args);
         fails(&dir, "normalize", &all, &needles);
         assert!(!dir.join("made").exists(), "{all:?} made its output folder");
         assert!(!dir.join("t.json").exists(), "{all:?}");
+    }
+}
+
+#[test]
+fn evaluate_refuses_clean_up_flags_when_it_scores_given_predictions() {
+    let dir = common::tmp_dir("cli-evaluate-cleanup");
+    for flag in [["--min-kept", "0.9"], ["--absorb-share", "off"]] {
+        let out = Command::new(example("evaluate"))
+            .args(["--truth", "t", "--pred", "p"])
+            .args(flag)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(
+            stderr.contains(&format!("{} applies to --setups", flag[0])),
+            "{stderr}"
+        );
     }
 }

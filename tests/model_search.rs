@@ -71,14 +71,14 @@ fn the_model_dir_variable_comes_first_then_the_cache_then_the_checkout() {
     // The shipped DCGMM is found the same way, and its files are checked whenever it
     // serves by default: a stale template there (another image's colours) is refused.
     assert_eq!(
-        shipped_dcgmm().unwrap(),
+        shipped_dcgmm(true).unwrap(),
         checkout_models().join(DEFAULT_DCGMM_FILES[0].0)
     );
     for (file, _) in DEFAULT_DCGMM_FILES {
         std::fs::copy(checkout_models().join(file), explicit.join(file)).unwrap();
     }
     assert_eq!(
-        shipped_dcgmm().unwrap(),
+        shipped_dcgmm(true).unwrap(),
         explicit.join(DEFAULT_DCGMM_FILES[0].0)
     );
     let template = explicit.join(DEFAULT_DCGMM_FILES[2].0);
@@ -87,7 +87,7 @@ fn the_model_dir_variable_comes_first_then_the_cache_then_the_checkout() {
     let stale = format!("{}9{}", &text[..first_digit], &text[first_digit..]);
     std::fs::write(&template, stale).unwrap();
     for err in [
-        shipped_dcgmm().unwrap_err().to_string(),
+        shipped_dcgmm(true).unwrap_err().to_string(),
         BundleNormalizer::for_training(NormalizerKind::Dcgmm, None, None, &device)
             .unwrap_err()
             .to_string(),
@@ -96,7 +96,18 @@ fn the_model_dir_variable_comes_first_then_the_cache_then_the_checkout() {
             err.contains("checksum mismatch") && err.contains("dcgmm-kumar.template.json"),
             "{err}"
         );
+        assert!(err.contains("name the network explicitly"), "{err}");
     }
+    // With a template of the user's own, the shipped one is not read, nor checked.
+    let sample = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png");
+    assert!(
+        BundleNormalizer::for_training(NormalizerKind::Dcgmm, Some(&sample), None, &device).is_ok()
+    );
+    assert_eq!(
+        shipped_dcgmm(false).unwrap(),
+        explicit.join(DEFAULT_DCGMM_FILES[0].0)
+    );
 
     std::env::remove_var("NUCSEG_MODEL_DIR");
     std::env::remove_var("XDG_CACHE_HOME");
