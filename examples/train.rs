@@ -151,6 +151,10 @@ struct Args {
     /// Checkpoint period in steps.
     #[arg(long, default_value_t = 250)]
     checkpoint_every: usize,
+    /// Keep every checkpoint from this step on (snapshots to average with
+    /// `average_weights`, as in stochastic weight averaging); before it, only the latest two.
+    #[arg(long)]
+    keep_checkpoints_from: Option<usize>,
     /// Seed of every random choice.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -216,6 +220,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         .with_lr(args.lr)
         .with_lr_steps(args.lr_steps.clone())
         .with_checkpoint_every(args.checkpoint_every)
+        .with_keep_checkpoints_from(args.keep_checkpoints_from)
         .with_seed(args.seed)
         .with_warmup_steps(args.warmup)
         .with_stain_jitter(args.stain_jitter)

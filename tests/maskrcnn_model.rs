@@ -555,3 +555,56 @@ fn a_test_scale_segments_each_input_resized_and_maps_nuclei_back() {
         assert!(err.contains("test_scale"), "{err}");
     }
 }
+
+#[test]
+fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
+    let device = Device::flex();
+    device.seed(4);
+    let data = one_image();
+    let steps = |dir: &std::path::Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("step-"))
+            .collect();
+        names.sort();
+        names
+    };
+    // Without it, only the latest two of five checkpoints remain.
+    let plain = common::tmp_dir("keep-none");
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut trainer = MaskRcnnTrainer::new(
+        model.clone(),
+        quick_config().with_steps(5),
+        &device,
+        Some(plain.clone()),
+    )
+    .unwrap();
+    trainer.train(&data, |_| {}).unwrap();
+    assert_eq!(steps(&plain), ["step-0000004", "step-0000005"]);
+
+    // From step 2 on, every checkpoint is a snapshot to average; step 1 is still pruned.
+    let kept = common::tmp_dir("keep-from");
+    let config = quick_config()
+        .with_steps(5)
+        .with_keep_checkpoints_from(Some(2));
+    let mut trainer =
+        MaskRcnnTrainer::new(model, config.clone(), &device, Some(kept.clone())).unwrap();
+    trainer.train(&data, |_| {}).unwrap();
+    assert_eq!(
+        steps(&kept),
+        [
+            "step-0000002",
+            "step-0000003",
+            "step-0000004",
+            "step-0000005"
+        ]
+    );
+    // Each snapshot is its own step's weights (training moved them between snapshots).
+    let weights: Vec<Vec<u8>> = steps(&kept)
+        .iter()
+        .map(|s| std::fs::read(kept.join(s).join("model.bpk")).unwrap())
+        .collect();
+    assert!(weights.windows(2).all(|w| w[0] != w[1]));
+}

@@ -91,6 +91,12 @@ pub struct MaskRcnnTrainingConfig {
     /// Write a checkpoint every this many steps (0: only at the end).
     #[config(default = 500)]
     pub checkpoint_every: usize,
+    /// Checkpoints from this step on are all kept (snapshots for weight averaging, as in
+    /// stochastic weight averaging, Izmailov et al. 2018: average them with
+    /// [`average_weights`](crate::train::average_weights)); before it only the latest two
+    /// are. `None`: only the latest two are ever kept.
+    #[config(default = "None")]
+    pub keep_checkpoints_from: Option<usize>,
     /// Seed of every random choice (crops, augmentation, sampling).
     #[config(default = 0)]
     pub seed: u64,
@@ -198,6 +204,7 @@ impl MaskRcnnTrainingConfig {
         let mut a = saved.clone();
         a.steps = self.steps;
         a.checkpoint_every = self.checkpoint_every;
+        a.keep_checkpoints_from = self.keep_checkpoints_from;
         if &a == self {
             return Vec::new();
         }
@@ -424,7 +431,7 @@ impl MaskRcnnTrainer {
 
     /// Continues from the latest checkpoint in `checkpoint_dir` (model, optimizer state and
     /// step), so that the run goes on exactly as if it had not stopped. `config` may only
-    /// differ from the saved run's in `steps` and `checkpoint_every`
+    /// differ from the saved run's in `steps`, `checkpoint_every` and `keep_checkpoints_from`
     /// ([`ModelError::ResumeMismatch`]).
     pub fn resume(
         config: MaskRcnnTrainingConfig,
@@ -727,7 +734,9 @@ impl MaskRcnnTrainer {
     /// each file written atomically and durably, then `<dir>/latest` switched to it
     /// atomically, so a crash leaves the previous checkpoint as the latest. Parameters that
     /// are not all finite are never written ([`TrainError::NonFinite`]). This run's
-    /// previous checkpoint is kept; older ones are deleted.
+    /// previous checkpoint is kept, and those from
+    /// [`keep_checkpoints_from`](MaskRcnnTrainingConfig::keep_checkpoints_from) on; older
+    /// ones are deleted.
     pub fn checkpoint(&mut self) -> Result<Option<PathBuf>, TrainError> {
         let Some(root) = self.checkpoint_dir.clone() else {
             return Ok(None);
@@ -766,15 +775,19 @@ impl MaskRcnnTrainer {
         crate::io::write_json(&state_path, &state).map_err(io(&state_path))?;
         let latest = root.join(LATEST);
         crate::io::write_atomic_bytes(&latest, name.as_bytes()).map_err(io(&latest))?;
-        // Keep this and the previous checkpoint of this run; delete older ones. A start in
-        // a folder with another run's checkpoints is refused, so all are this run's.
+        // Keep this and the previous checkpoint of this run, and the snapshots asked for;
+        // delete older ones. A start in a folder with another run's checkpoints is refused,
+        // so all are this run's.
+        let kept_from = self.config.keep_checkpoints_from;
         for old in old_checkpoints(&root) {
             let step = old
                 .file_name()
                 .and_then(|n| n.to_str())
                 .and_then(|n| n.strip_prefix("step-"))
                 .and_then(|n| n.parse::<usize>().ok());
-            let keep = old == dir || Some(&old) == self.last_checkpoint.as_ref();
+            let keep = old == dir
+                || Some(&old) == self.last_checkpoint.as_ref()
+                || step.zip(kept_from).is_some_and(|(s, k)| s >= k);
             if !keep && step.is_some_and(|s| s < self.step) {
                 let _ = std::fs::remove_dir_all(&old);
             }
