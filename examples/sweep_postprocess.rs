@@ -49,6 +49,11 @@ struct Args {
     data: PathBuf,
     #[command(flatten)]
     model: common::ModelArgs,
+    /// More networks that share the views with the model (`Pipeline::with_members`): the
+    /// distinct views go to the models in turn, and their nuclei are voted as one model's
+    /// views are. Each must have been trained behind the model's normalizer.
+    #[arg(long = "ensemble-with", value_delimiter = ',')]
+    ensemble_with: Vec<PathBuf>,
     /// Test-time augmentation: none, paper or d4.
     #[arg(long, default_value = "paper")]
     tta: TtaSet,
@@ -123,6 +128,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     config.min_score = if lowest.is_finite() { lowest } else { 0.5 };
     let samples = open_dataset(&args.data)?;
     let base = &bundle.model;
+    let others = common::load_members(&bundle, &args.ensemble_with, &device)?;
     let nms_values = if args.box_nms.is_empty() {
         vec![base.config.roi_heads.nms_thresh]
     } else {
@@ -140,6 +146,9 @@ fn run(args: Args) -> nucseg::Result<()> {
         args.tta.name(),
         bundle.path.display()
     );
+    for other in &args.ensemble_with {
+        println!("with {}", other.display());
+    }
     let split_values: Vec<Option<SplitConfig>> = if args.split.is_empty() {
         vec![base.config.split.clone()]
     } else {
@@ -207,7 +216,10 @@ fn run(args: Args) -> nucseg::Result<()> {
             args.model.dcgmm_model.as_deref(),
             &device,
         )?;
-        let pipeline = nucseg::pipeline::Pipeline::new(config.clone(), &model, normalizer)?;
+        let mut members = vec![&model];
+        members.extend(others.iter());
+        let pipeline =
+            nucseg::pipeline::Pipeline::with_members(config.clone(), members, normalizer)?;
         let bar = progress_bar(samples.len() as u64, "segment", true);
         let mut found: Vec<(String, nucseg::data::LabelMap, Instances)> = Vec::new();
         for info in &samples {

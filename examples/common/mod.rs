@@ -224,6 +224,33 @@ impl ModelArgs {
     }
 }
 
+/// The networks of `paths`, each checked to have been trained behind `bundle`'s normalizer
+/// (the same normalizer file, or none for both), since the pipeline normalizes once for all.
+pub fn load_members(
+    bundle: &nucseg::pretrained::ModelBundle,
+    paths: &[std::path::PathBuf],
+    device: &nucseg::backend::Device,
+) -> nucseg::Result<Vec<nucseg::model::MaskRcnn>> {
+    let normalizer_of = |weights: &std::path::Path| {
+        std::fs::read(nucseg::pretrained::normalizer_path(weights)).ok()
+    };
+    let reference = normalizer_of(&bundle.path);
+    paths
+        .iter()
+        .map(|path| {
+            if normalizer_of(path) != reference {
+                return Err(nucseg::model::ModelError::InvalidConfig(format!(
+                    "--ensemble-with {}: trained behind another normalizer than {} (its .normalizer.json differs)",
+                    path.display(),
+                    bundle.path.display()
+                ))
+                .into());
+            }
+            Ok(nucseg::pretrained::load_bundle(path, device)?.model)
+        })
+        .collect()
+}
+
 /// The pipeline's settings on the command line (`segment`, `speed`).
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct PipelineArgs {

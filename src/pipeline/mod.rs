@@ -92,6 +92,18 @@ impl<S: InstanceSegmenter> Pipeline<S> {
         segmenter: S,
         normalizer: Option<Box<dyn StainNormalizer>>,
     ) -> crate::Result<Self> {
+        Self::with_members(config, vec![segmenter], normalizer)
+    }
+
+    /// A pipeline around several segmenters that share the views of test-time augmentation
+    /// ([`TtaConfig::init_members`]: the distinct views go to them in turn, and their
+    /// predictions are voted as one model's views are); all see images normalized by the one
+    /// `normalizer`, so they must have been trained behind the same normalization.
+    pub fn with_members(
+        config: PipelineConfig,
+        members: Vec<S>,
+        normalizer: Option<Box<dyn StainNormalizer>>,
+    ) -> crate::Result<Self> {
         if !(0.0..=1.0).contains(&config.min_score) {
             return Err(crate::postprocess::PostprocessError::InvalidConfig {
                 config: "PipelineConfig",
@@ -119,7 +131,7 @@ impl<S: InstanceSegmenter> Pipeline<S> {
             }
             .into());
         }
-        let tta = config.tta.init(segmenter)?;
+        let tta = config.tta.init_members(members)?;
         let tiler = config.tiling.init()?;
         Ok(Pipeline {
             normalizer: if config.normalize { normalizer } else { None },

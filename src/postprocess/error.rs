@@ -66,6 +66,14 @@ pub enum PostprocessError {
     /// Merging needs at least one view.
     #[error("test-time augmentation merge: no views given")]
     NoViews,
+    /// An ensemble of segmenters with none, or with more than there are views to share.
+    #[error("test-time augmentation: {members} models for {views} distinct views; give between 1 and {views} (without augmentation, any number from 1)")]
+    Members {
+        /// Members given.
+        members: usize,
+        /// Distinct views of the set (with no augmentation, the members themselves).
+        views: usize,
+    },
     /// More views than the vote counter holds.
     #[error("test-time augmentation merge: {0} views given, at most 65535 are supported")]
     TooManyViews(usize),
