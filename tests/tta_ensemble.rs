@@ -260,3 +260,93 @@ fn bad_settings_and_bad_segmenters_are_errors() {
         .is_err());
     assert!("d8".parse::<TtaSet>().is_err());
 }
+
+#[test]
+fn members_share_the_views_in_turn() {
+    use Dihedral::*;
+    let (_, img) = scene();
+    let truth = DarkSegmenter.segment_instances(&img).unwrap();
+    let (a, b) = (ViewAware::default(), ViewAware::default());
+    let merged = TtaConfig::new()
+        .init_members(vec![&a, &b])
+        .unwrap()
+        .segment_instances(&img)
+        .unwrap();
+    // Equivariant members: the ensemble is still a fixed point.
+    assert_eq!(merged, truth);
+    // The paper set's six distinct views in vote order, to the members in turn; the
+    // original goes to the first, and the second does as much work.
+    let sorted = |s: &ViewAware| {
+        let mut v = s.seen.borrow().clone();
+        v.sort();
+        v
+    };
+    assert_eq!(sorted(&a), vec![Identity, Rot180, FlipH]);
+    assert_eq!(sorted(&b), vec![Rot90, Rot270, FlipV]);
+}
+
+#[test]
+fn members_vote_like_views() {
+    let (disks, img) = scene();
+    let truth = DarkSegmenter.segment_instances(&img).unwrap();
+    let at = (disks[5].cx as u32, disks[5].cy as u32);
+    let config = TtaConfig::new().with_set(TtaSet::None);
+    // Without views, every member segments the original: one of three members missing a
+    // nucleus or inventing one is outvoted by the other two.
+    let dropper = ViewAware {
+        drop_in: Dihedral::ALL.to_vec(),
+        drop_at: at,
+        ..Default::default()
+    };
+    let inventor = ViewAware {
+        add_in: Dihedral::ALL.to_vec(),
+        added: Some(GHOST),
+        ..Default::default()
+    };
+    let plain = ViewAware::default();
+    let merged = config
+        .init_members(vec![&dropper, &inventor, &plain])
+        .unwrap()
+        .segment_instances(&img)
+        .unwrap();
+    assert_eq!(canonical(&merged), canonical(&truth));
+    // Two of three agree on a miss: the nucleus is gone.
+    let dropper2 = ViewAware {
+        drop_in: Dihedral::ALL.to_vec(),
+        drop_at: at,
+        ..Default::default()
+    };
+    let merged = config
+        .init_members(vec![&dropper, &dropper2, &plain])
+        .unwrap()
+        .segment_instances(&img)
+        .unwrap();
+    assert_eq!(merged.len(), truth.len() - 1);
+    assert!(merged.items.iter().all(|i| !i.mask.contains(at.0, at.1)));
+}
+
+#[test]
+fn an_ensemble_needs_between_one_member_and_one_per_view() {
+    let none: Vec<DarkSegmenter> = Vec::new();
+    for (set, members, views) in [
+        (TtaSet::Paper, 0, 6),
+        (TtaSet::Paper, 7, 6),
+        (TtaSet::D4, 9, 8),
+        (TtaSet::None, 0, 1),
+    ] {
+        let mut given = none.clone();
+        given.resize(members, DarkSegmenter);
+        let err = TtaConfig::new()
+            .with_set(set)
+            .init_members(given)
+            .unwrap_err();
+        assert!(
+            matches!(err, PostprocessError::Members { members: m, views: v } if m == members && v == views),
+            "{set}: {err}"
+        );
+    }
+    assert!(TtaConfig::new()
+        .with_set(TtaSet::None)
+        .init_members(vec![DarkSegmenter; 5])
+        .is_ok());
+}

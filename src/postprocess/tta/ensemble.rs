@@ -107,7 +107,10 @@ impl<S: InstanceSegmenter> TtaEnsemble<S> {
 
     /// Gives the wrapped segmenter (the first member) back.
     pub fn into_inner(self) -> S {
-        self.members.into_iter().next().expect("at least one member")
+        self.members
+            .into_iter()
+            .next()
+            .expect("at least one member")
     }
 
     /// The vote list: each entry a view and the member that segments it. One member: the
@@ -170,8 +173,8 @@ impl<S: InstanceSegmenter> TtaEnsemble<S> {
                     .iter()
                     .map(|&(i, d)| distinct[d].0.apply_image(&images[i]))
                     .collect();
-                let results = self.members[member]
-                    .segment_batch_above(&batch, self.config.view_min_score)?;
+                let results =
+                    self.members[member].segment_batch_above(&batch, self.config.view_min_score)?;
                 if results.len() != batch.len() {
                     return Err(PostprocessError::BatchLength {
                         context: "test-time augmentation",
