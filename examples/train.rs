@@ -328,6 +328,7 @@ fn run(args: Args) -> nucseg::Result<()> {
     }
     // Only now, with the run accepted, replace the normalizer of an earlier one.
     write_normalizer_file(normalizer.as_ref(), &normalizer_file)?;
+    trainer.set_normalizer(normalizer.clone());
     println!(
         "model {} ({} parameters) on {}",
         match &args.init {

@@ -585,12 +585,26 @@ fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
     assert_eq!(steps(&plain), ["step-0000004", "step-0000005"]);
 
     // From step 2 on, every checkpoint is a snapshot to average; step 1 is still pruned.
+    // A Macenko-trained network: each checkpoint carries the normalizer, as a bundle does.
     let kept = common::tmp_dir("keep-from");
     let config = quick_config()
         .with_steps(5)
         .with_keep_checkpoints_from(Some(2));
-    let mut trainer =
-        MaskRcnnTrainer::new(model, config.clone(), &device, Some(kept.clone())).unwrap();
+    let template = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets/sample/TCGA-21-5784-01Z-00-DX1_crop.png");
+    let normalizer = nucseg::pretrained::BundleNormalizer::for_training(
+        nucseg::stain::NormalizerKind::Macenko,
+        Some(&template),
+        None,
+        &device,
+    )
+    .unwrap();
+    let macenko = MaskRcnnConfig::tiny()
+        .with_normalizer(Some("macenko".into()))
+        .init(&device)
+        .unwrap();
+    let mut trainer = MaskRcnnTrainer::new(macenko, config, &device, Some(kept.clone())).unwrap();
+    trainer.set_normalizer(normalizer);
     trainer.train(&data, |_| {}).unwrap();
     assert_eq!(
         steps(&kept),
@@ -607,4 +621,12 @@ fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
         .map(|s| std::fs::read(kept.join(s).join("model.bpk")).unwrap())
         .collect();
     assert!(weights.windows(2).all(|w| w[0] != w[1]));
+    // Each loads as a bundle with its normalizer, and the snapshots average.
+    let bundles: Vec<_> = steps(&kept)
+        .iter()
+        .map(|s| nucseg::pretrained::load_bundle(&kept.join(s).join("model.bpk"), &device).unwrap())
+        .collect();
+    assert!(bundles.iter().all(|b| b.normalizer.is_some()));
+    let networks: Vec<_> = bundles.into_iter().map(|b| b.model).collect();
+    nucseg::train::average_weights(&networks).unwrap();
 }

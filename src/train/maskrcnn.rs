@@ -334,6 +334,8 @@ pub struct MaskRcnnTrainer {
     checkpoint_dir: Option<PathBuf>,
     last_checkpoint: Option<PathBuf>,
     data: Option<RunData>,
+    /// Written beside every checkpoint's model ([`set_normalizer`](Self::set_normalizer)).
+    normalizer: Option<crate::pretrained::BundleNormalizer>,
 }
 
 const STATE_FILE: &str = "trainer.json";
@@ -373,6 +375,7 @@ impl MaskRcnnTrainer {
             checkpoint_dir,
             last_checkpoint: None,
             data: None,
+            normalizer: None,
         })
     }
 
@@ -508,6 +511,7 @@ impl MaskRcnnTrainer {
             checkpoint_dir: Some(checkpoint_dir),
             last_checkpoint: Some(dir),
             data: state.data,
+            normalizer: None,
         })
     }
 
@@ -591,6 +595,14 @@ impl MaskRcnnTrainer {
     /// Steps done so far.
     pub fn step(&self) -> usize {
         self.step
+    }
+
+    /// The stain normalizer the training images went through: from now on every
+    /// checkpoint carries it as `model.normalizer.json` (a DCGMM network's copy beside it),
+    /// so a checkpoint loads as a bundle of its own (`segment --model`, `average_weights`)
+    /// as the final model does.
+    pub fn set_normalizer(&mut self, normalizer: Option<crate::pretrained::BundleNormalizer>) {
+        self.normalizer = normalizer;
     }
 
     /// The model being trained.
@@ -763,6 +775,12 @@ impl MaskRcnnTrainer {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         save_model(&model, &dir.join(MODEL_FILE))?;
+        let normalizer_path = crate::pretrained::normalizer_path(&dir.join(MODEL_FILE));
+        crate::pretrained::write_normalizer_file(self.normalizer.as_ref(), &normalizer_path)
+            .map_err(|e| ModelError::WeightFile {
+                path: normalizer_path.clone(),
+                reason: e.to_string(),
+            })?;
         let optim_path = dir.join(OPTIM_FILE);
         crate::io::write_atomic_via(&optim_path, |tmp| self.optim.save(tmp))
             .map_err(io(&optim_path))?;
