@@ -47,7 +47,7 @@ pub const DEFAULT_MODEL_NAME: &str = "nucseg-default";
 pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     (
         "nucseg-default.safetensors",
-        "0a8859e88316a67c43134f0dc06dc6e782e9bfb5abe097a641feb79a667c1577",
+        "a55edadcd10b28357e890046603b3b93c27a4080cd2152237be8d4f7b7d839d4",
     ),
     (
         "nucseg-default.json",
@@ -61,7 +61,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v6";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v7";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).

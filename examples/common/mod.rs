@@ -276,7 +276,7 @@ pub struct PipelineArgs {
 /// out keeps the pipeline's (or the setup's) own.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct CleanupArgs {
-    /// Drop nuclei scored below this (default: the pipeline's, 0.6; 0.5 before 2026-12-07).
+    /// Drop nuclei scored below this (default: the pipeline's, 0.7; 0.6 and 0.5 before models-v7).
     #[arg(long)]
     pub min_score: Option<f32>,
     /// Drop a nucleus that keeps less than this fraction of its mask once higher-scored

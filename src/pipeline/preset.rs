@@ -57,7 +57,7 @@ impl Preset {
     }
 
     /// The pipeline settings of this setup (everything else at its default: 1024-px tiles
-    /// at stride 768, scores ≥ 0.6 kept; the paper tiled 500-px tiles at stride 250, which
+    /// at stride 768, scores ≥ 0.7 kept; the paper tiled 500-px tiles at stride 250, which
     /// `with_tiling(TilerConfig::new())` restores).
     pub fn config(self) -> PipelineConfig {
         let set = if self.augments() {
