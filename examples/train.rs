@@ -328,7 +328,14 @@ fn run(args: Args) -> nucseg::Result<()> {
     }
     // Only now, with the run accepted, replace the normalizer of an earlier one.
     write_normalizer_file(normalizer.as_ref(), &normalizer_file)?;
-    trainer.set_normalizer(normalizer.clone());
+    // Every checkpoint carries the normalizer too, so it loads as a bundle.
+    let for_checkpoints = normalizer.clone();
+    trainer.on_checkpoint(Box::new(move |dir| {
+        write_normalizer_file(
+            for_checkpoints.as_ref(),
+            &nucseg::pretrained::normalizer_path(&dir.join("model.bpk")),
+        )
+    }));
     println!(
         "model {} ({} parameters) on {}",
         match &args.init {

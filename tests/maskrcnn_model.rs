@@ -604,7 +604,12 @@ fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
         .init(&device)
         .unwrap();
     let mut trainer = MaskRcnnTrainer::new(macenko, config, &device, Some(kept.clone())).unwrap();
-    trainer.set_normalizer(normalizer);
+    trainer.on_checkpoint(Box::new(move |dir| {
+        nucseg::pretrained::write_normalizer_file(
+            normalizer.as_ref(),
+            &dir.join("model.normalizer.json"),
+        )
+    }));
     trainer.train(&data, |_| {}).unwrap();
     assert_eq!(
         steps(&kept),

@@ -334,9 +334,12 @@ pub struct MaskRcnnTrainer {
     checkpoint_dir: Option<PathBuf>,
     last_checkpoint: Option<PathBuf>,
     data: Option<RunData>,
-    /// Written beside every checkpoint's model ([`set_normalizer`](Self::set_normalizer)).
-    normalizer: Option<crate::pretrained::BundleNormalizer>,
+    /// Adds the caller's files to every checkpoint ([`on_checkpoint`](Self::on_checkpoint)).
+    checkpoint_hook: Option<CheckpointHook>,
 }
+
+/// Writes files of the caller's into a checkpoint folder ([`MaskRcnnTrainer::on_checkpoint`]).
+pub type CheckpointHook = Box<dyn Fn(&Path) -> crate::Result<()>>;
 
 const STATE_FILE: &str = "trainer.json";
 const MODEL_FILE: &str = "model.bpk";
@@ -375,7 +378,7 @@ impl MaskRcnnTrainer {
             checkpoint_dir,
             last_checkpoint: None,
             data: None,
-            normalizer: None,
+            checkpoint_hook: None,
         })
     }
 
@@ -511,7 +514,7 @@ impl MaskRcnnTrainer {
             checkpoint_dir: Some(checkpoint_dir),
             last_checkpoint: Some(dir),
             data: state.data,
-            normalizer: None,
+            checkpoint_hook: None,
         })
     }
 
@@ -597,12 +600,13 @@ impl MaskRcnnTrainer {
         self.step
     }
 
-    /// The stain normalizer the training images went through: from now on every
-    /// checkpoint carries it as `model.normalizer.json` (a DCGMM network's copy beside it),
-    /// so a checkpoint loads as a bundle of its own (`segment --model`, `average_weights`)
-    /// as the final model does.
-    pub fn set_normalizer(&mut self, normalizer: Option<crate::pretrained::BundleNormalizer>) {
-        self.normalizer = normalizer;
+    /// From now on `hook` is called with every checkpoint folder once the model is written
+    /// there and before the checkpoint becomes the latest, to add the caller's files: the
+    /// `train` example writes the stain normalizer of the run (`model.normalizer.json`), so
+    /// a checkpoint loads as a bundle of its own (`segment --model`, `average_weights`) as
+    /// the final model does. An error of the hook fails the checkpoint.
+    pub fn on_checkpoint(&mut self, hook: CheckpointHook) {
+        self.checkpoint_hook = Some(hook);
     }
 
     /// The model being trained.
@@ -775,12 +779,12 @@ impl MaskRcnnTrainer {
         };
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         save_model(&model, &dir.join(MODEL_FILE))?;
-        let normalizer_path = crate::pretrained::normalizer_path(&dir.join(MODEL_FILE));
-        crate::pretrained::write_normalizer_file(self.normalizer.as_ref(), &normalizer_path)
-            .map_err(|e| ModelError::WeightFile {
-                path: normalizer_path.clone(),
+        if let Some(hook) = &self.checkpoint_hook {
+            hook(&dir).map_err(|e| ModelError::WeightFile {
+                path: dir.clone(),
                 reason: e.to_string(),
             })?;
+        }
         let optim_path = dir.join(OPTIM_FILE);
         crate::io::write_atomic_via(&optim_path, |tmp| self.optim.save(tmp))
             .map_err(io(&optim_path))?;

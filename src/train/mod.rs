@@ -27,6 +27,6 @@ pub use dcgmm::{
     DcgmmTrainingReport,
 };
 pub use maskrcnn::{
-    MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, StepReport, TrainError,
-    TrainingImage,
+    CheckpointHook, MaskRcnnTrainer, MaskRcnnTrainingConfig, RunData, StartMode, StepReport,
+    TrainError, TrainingImage,
 };
