@@ -1,7 +1,7 @@
 //! Chooses the pipeline's clean-up settings on a validation set: segments each annotated
 //! image once (at the lowest score threshold asked for), then scores every combination of
 //! score threshold and overlap rule (`OverlapConfig`) on the kept instances. With
-//! `--box-nms`, `--proposals`, `--mask-thresholds` and `--split` it does so for each
+//! `--box-nms`, `--proposals`, `--mask-thresholds`, `--maskness` and `--split` it does so for each
 //! combination of those model settings (one segmentation of the folder each).
 //!
 //! ```text
@@ -97,6 +97,10 @@ struct Args {
     /// at 0.5; each segments the folder again; default: the model's).
     #[arg(long = "mask-thresholds", value_delimiter = ',')]
     mask_thresholds: Vec<f32>,
+    /// Whether scores are rescored by the masks' maskness (`MaskRcnnConfig::maskness`), to
+    /// try (each segments the folder again; default: the model's).
+    #[arg(long, value_delimiter = ',')]
+    maskness: Vec<bool>,
     /// Minimum marker areas (px) of the split to try.
     #[arg(long = "split-min-areas", value_delimiter = ',', default_value = "12")]
     split_min_areas: Vec<u32>,
@@ -186,21 +190,29 @@ fn run(args: Args) -> nucseg::Result<()> {
     {
         return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
     }
+    let maskness_values = if args.maskness.is_empty() {
+        vec![base.config.maskness == Some(true)]
+    } else {
+        args.maskness.clone()
+    };
     // Every combination of the model settings, each one segmentation of the folder.
     let mut variants = Vec::new();
     for split in &split_values {
         for &nms in &nms_values {
             for &proposals in &proposal_values {
                 for &mask in &mask_values {
-                    variants.push((split.clone(), nms, proposals, mask));
+                    for &rescore in &maskness_values {
+                        variants.push((split.clone(), nms, proposals, mask, rescore));
+                    }
                 }
             }
         }
     }
-    println!("| split | box NMS | proposals / 512² | mask threshold | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (split, nms, proposals, mask) in variants {
+    println!("| split | box NMS | proposals / 512² | mask threshold | maskness | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (split, nms, proposals, mask, rescore) in variants {
         let mut model = base.clone();
+        model.config.maskness = Some(rescore);
         model.config.split = split.clone();
         model.config.roi_heads.nms_thresh = nms;
         model.config.roi_heads.mask_thresh = mask;
@@ -234,7 +246,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         score_rules(
             &args,
             &found,
-            &format!("| {split_cell} | {nms} | {proposals} | {mask} "),
+            &format!("| {split_cell} | {nms} | {proposals} | {mask} | {rescore} "),
         )?;
     }
     Ok(())
@@ -303,7 +315,7 @@ fn score_rules(
                         });
                         let m = Evaluation::from_images(images).summary.mean;
                         let prefix = if split {
-                            "| by the truth's distance map | | | ".to_string()
+                            "| by the truth's distance map | | | | ".to_string()
                         } else {
                             prefix.to_string()
                         };

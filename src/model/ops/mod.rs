@@ -21,7 +21,7 @@ pub use box_ops::{
 };
 pub use loss::{bce_with_logits, cross_entropy, smooth_l1_sum};
 pub use matcher::{Match, Matcher};
-pub use paste::paste_mask;
+pub use paste::{maskness, paste_mask};
 pub use roi_align::{roi_align_plane, HostPyramid, RoiAlign, RoiAlignConfig, RoiAlignMethod};
 pub use sampler::BalancedSampler;
 pub use split::{split_touching, DistanceMap, SplitConfig};

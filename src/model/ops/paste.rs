@@ -52,9 +52,33 @@ pub fn paste_mask(
     InstanceMask::from_pixels(pixels)
 }
 
+/// The *maskness* of mask probabilities `probs`: their mean over the pixels that reach
+/// `threshold` (SOLOv2, Wang et al. 2020: `Σ pᵢ · [pᵢ ≥ t] / Σ [pᵢ ≥ t]`, the confidence of
+/// the kept pixels), in `[threshold, 1]`; 0 when no pixel reaches it.
+pub fn maskness(probs: &[f32], threshold: f32) -> f32 {
+    let (sum, count) = probs
+        .iter()
+        .filter(|&&p| p >= threshold)
+        .fold((0.0f32, 0usize), |(s, n), &p| (s + p, n + 1));
+    if count == 0 {
+        0.0
+    } else {
+        sum / count as f32
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn maskness_is_the_mean_of_the_kept_probabilities() {
+        assert!((maskness(&[0.9, 0.7, 0.2, 0.1], 0.5) - 0.8).abs() < 1e-6);
+        assert_eq!(maskness(&[1.0; 16], 0.5), 1.0);
+        assert_eq!(maskness(&[0.49, 0.3], 0.5), 0.0);
+        // The threshold counts as kept, as in `paste_mask`.
+        assert_eq!(maskness(&[0.5, 0.1], 0.5), 0.5);
+    }
 
     #[test]
     fn full_mask_fills_its_box_and_clips() {
