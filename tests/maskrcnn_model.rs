@@ -557,6 +557,54 @@ fn a_test_scale_segments_each_input_resized_and_maps_nuclei_back() {
 }
 
 #[test]
+fn maskness_rescores_each_nucleus_before_the_threshold_and_keeps_its_mask() {
+    let device = Device::flex();
+    device.seed(4);
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut rescored = model.clone();
+    rescored.config.maskness = Some(true);
+    let (image, _) = tile(64, 64);
+    let plain = model
+        .predict_above(std::slice::from_ref(&image), 0.0)
+        .remove(0);
+    let found = rescored
+        .predict_above(std::slice::from_ref(&image), 0.0)
+        .remove(0);
+    assert!(plain.items.len() > 3, "{} detections", plain.items.len());
+    assert_eq!(found.items.len(), plain.items.len());
+    let mut lowered = 0;
+    for (a, b) in plain.items.iter().zip(&found.items) {
+        assert_eq!(a.mask, b.mask);
+        // Maskness lies in [mask threshold, 1]: the score falls by at most half.
+        assert!(
+            b.score <= a.score && b.score >= 0.5 * a.score - 1e-6,
+            "{} → {}",
+            a.score,
+            b.score
+        );
+        lowered += (b.score < a.score) as usize;
+    }
+    assert!(lowered > 0);
+    // The threshold applies to the rescored score.
+    let mut scores: Vec<f32> = found.items.iter().map(|i| i.score).collect();
+    scores.sort_by(f32::total_cmp);
+    let cut = scores[scores.len() / 2];
+    let above = rescored
+        .predict_above(std::slice::from_ref(&image), cut)
+        .remove(0);
+    assert_eq!(
+        above.items.len(),
+        scores.iter().filter(|&&s| s >= cut).count()
+    );
+    assert!(above.items.iter().all(|i| i.score >= cut));
+    // Files written before the option existed load without it.
+    let mut json: serde_json::Value = serde_json::to_value(&model.config).unwrap();
+    json.as_object_mut().unwrap().remove("maskness");
+    let old: MaskRcnnConfig = serde_json::from_value(json).unwrap();
+    assert_eq!(old.maskness, None);
+}
+
+#[test]
 fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
     let device = Device::flex();
     device.seed(4);

@@ -17,8 +17,8 @@ use super::{
         RoiHeadsConfig, RoiSamples, Rpn, RpnConfig, RpnHead, DENSE_STRIDE,
     },
     ops::{
-        maskness, paste_mask, split_touching, BoxXyxy, DistanceMap, HostPyramid, RoiAlign, RoiAlignConfig,
-        SplitConfig,
+        maskness, paste_mask, split_touching, BoxXyxy, DistanceMap, HostPyramid, RoiAlign,
+        RoiAlignConfig, SplitConfig,
     },
     target::TrainingTarget,
     ModelError,
