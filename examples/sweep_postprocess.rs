@@ -1,7 +1,8 @@
 //! Chooses the pipeline's clean-up settings on a validation set: segments each annotated
 //! image once (at the lowest score threshold asked for), then scores every combination of
 //! score threshold and overlap rule (`OverlapConfig`) on the kept instances. With
-//! `--box-nms`, `--proposals`, `--mask-thresholds`, `--maskness` and `--split` it does so for each
+//! `--box-nms`, `--proposals`, `--mask-thresholds`, `--mask-box-scales`, `--maskness` and
+//! `--split` it does so for each
 //! combination of those model settings (one segmentation of the folder each).
 //!
 //! ```text
@@ -97,6 +98,11 @@ struct Args {
     /// at 0.5; each segments the folder again; default: the model's).
     #[arg(long = "mask-thresholds", value_delimiter = ',')]
     mask_thresholds: Vec<f32>,
+    /// Factors by which detection boxes are enlarged for the mask branch to try
+    /// (`MaskRcnnConfig::mask_box_scale`; each segments the folder again; default: the
+    /// model's).
+    #[arg(long = "mask-box-scales", value_delimiter = ',')]
+    mask_box_scales: Vec<f32>,
     /// Whether scores are rescored by the masks' maskness (`MaskRcnnConfig::maskness`), to
     /// try (each segments the folder again; default: the model's).
     #[arg(long, value_delimiter = ',')]
@@ -190,6 +196,17 @@ fn run(args: Args) -> nucseg::Result<()> {
     {
         return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
     }
+    let box_scale_values = if args.mask_box_scales.is_empty() {
+        vec![base.config.mask_box_scale.unwrap_or(1.0)]
+    } else {
+        args.mask_box_scales.clone()
+    };
+    if let Some(problem) = box_scale_values
+        .iter()
+        .find_map(|&s| nucseg::model::mask_box_scale_problem("--mask-box-scales:", s))
+    {
+        return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
+    }
     let maskness_values = if args.maskness.is_empty() {
         vec![base.config.maskness == Some(true)]
     } else {
@@ -201,18 +218,21 @@ fn run(args: Args) -> nucseg::Result<()> {
         for &nms in &nms_values {
             for &proposals in &proposal_values {
                 for &mask in &mask_values {
-                    for &rescore in &maskness_values {
-                        variants.push((split.clone(), nms, proposals, mask, rescore));
+                    for &grow in &box_scale_values {
+                        for &rescore in &maskness_values {
+                            variants.push((split.clone(), nms, proposals, mask, grow, rescore));
+                        }
                     }
                 }
             }
         }
     }
-    println!("| split | box NMS | proposals / 512² | mask threshold | maskness | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (split, nms, proposals, mask, rescore) in variants {
+    println!("| split | box NMS | proposals / 512² | mask threshold | mask box scale | maskness | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    for (split, nms, proposals, mask, grow, rescore) in variants {
         let mut model = base.clone();
         model.config.maskness = Some(rescore);
+        model.config.mask_box_scale = Some(grow);
         model.config.split = split.clone();
         model.config.roi_heads.nms_thresh = nms;
         model.config.roi_heads.mask_thresh = mask;
@@ -246,7 +266,7 @@ fn run(args: Args) -> nucseg::Result<()> {
         score_rules(
             &args,
             &found,
-            &format!("| {split_cell} | {nms} | {proposals} | {mask} | {rescore} "),
+            &format!("| {split_cell} | {nms} | {proposals} | {mask} | {grow} | {rescore} "),
         )?;
     }
     Ok(())
@@ -315,7 +335,7 @@ fn score_rules(
                         });
                         let m = Evaluation::from_images(images).summary.mean;
                         let prefix = if split {
-                            "| by the truth's distance map | | | | ".to_string()
+                            "| by the truth's distance map | | | | | ".to_string()
                         } else {
                             prefix.to_string()
                         };

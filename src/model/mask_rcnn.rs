@@ -17,8 +17,8 @@ use super::{
         RoiHeadsConfig, RoiSamples, Rpn, RpnConfig, RpnHead, DENSE_STRIDE,
     },
     ops::{
-        maskness, paste_mask, split_touching, BoxXyxy, DistanceMap, HostPyramid, RoiAlign,
-        RoiAlignConfig, SplitConfig,
+        maskness, paste_mask, scale_box, split_touching, BoxXyxy, DistanceMap, HostPyramid,
+        RoiAlign, RoiAlignConfig, SplitConfig,
     },
     target::TrainingTarget,
     ModelError,
@@ -107,6 +107,12 @@ pub struct MaskRcnnConfig {
     /// of ranks lower when overlaps are resolved and falls under the score threshold sooner.
     /// `None` or `false` (files of older versions): the class probability, as Mask R-CNN.
     pub maskness: Option<bool>,
+    /// At inference, each detection's box is enlarged by this factor about its centre
+    /// before its mask is predicted and pasted ([`scale_box`]): the mask head, trained on
+    /// proposals (boxes at IoU ≥ 0.5 with the nucleus, often larger than it), sees
+    /// the whole nucleus where a regressed box cuts it short. The detection keeps its box.
+    /// `None` (files of older versions): 1, the detection's box, as Mask R-CNN.
+    pub mask_box_scale: Option<f32>,
 }
 
 /// Default [`MaskRcnnConfig::norm_glass_share`]: 5 % of an input's cells. The 30 Kumar
@@ -231,6 +237,10 @@ impl MaskRcnnConfig {
             .or_else(|| {
                 self.test_scale
                     .and_then(|s| crate::data::resize_problem("test_scale", s))
+            })
+            .or_else(|| {
+                self.mask_box_scale
+                    .and_then(|s| mask_box_scale_problem("mask_box_scale", s))
             })
         {
             return Err(ModelError::InvalidConfig(problem));
@@ -710,13 +720,15 @@ impl MaskRcnn {
         // Mask branch on the detections, in chunks.
         let m = 2 * self.config.mask_roi_align.output_size[0];
         let rescore = self.config.maskness == Some(true);
+        let grow = self.config.mask_box_scale.unwrap_or(1.0);
         let mut out = Vec::new();
         for (b, dets) in detections.iter().enumerate() {
             let size = (images[b].width(), images[b].height());
             let mut inst = Instances::new(size.0, size.1);
             for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
                 let mut per_image = vec![Vec::new(); images.len()];
-                per_image[b] = chunk.iter().map(|d| d.bbox).collect();
+                let boxes: Vec<BoxXyxy> = chunk.iter().map(|d| scale_box(&d.bbox, grow)).collect();
+                per_image[b] = boxes.clone();
                 let pooled = self.mask_roi_align.forward_host(&pyramid, &per_image);
                 lap(InferenceStage::MaskRoiAlign, chunk.len());
                 let logits = self.mask_head.forward_batched(pooled);
@@ -725,7 +737,7 @@ impl MaskRcnn {
                 for (j, d) in chunk.iter().enumerate() {
                     let start = (j * c + d.label as usize) * m * m;
                     let soft = &probs[start..start + m * m];
-                    let mask = paste_mask(soft, m, &d.bbox, size, roi_heads.mask_thresh);
+                    let mask = paste_mask(soft, m, &boxes[j], size, roi_heads.mask_thresh);
                     let score = match rescore {
                         true => d.score * maskness(soft, roi_heads.mask_thresh),
                         false => d.score,
@@ -753,6 +765,13 @@ impl MaskRcnn {
         }
         out
     }
+}
+
+/// Why `factor` cannot be a [`MaskRcnnConfig::mask_box_scale`] (`name` in the message), if
+/// it cannot: it must lie in [1, 2].
+pub fn mask_box_scale_problem(name: &str, factor: f32) -> Option<String> {
+    (!(1.0..=2.0).contains(&factor))
+        .then(|| format!("{name} {factor} must lie in [1, 2] (boxes enlarged for the mask)"))
 }
 
 /// One stage of [`MaskRcnn::predict_timed`]: how long it took and on how much.

@@ -27,6 +27,7 @@ mod target;
 
 pub use error::{ModelError, TensorShapeMismatch};
 pub use mask_rcnn::{
-    InferenceMacs, InferenceStage, MaskRcnn, MaskRcnnConfig, MaskRcnnLosses, StageTime,
+    mask_box_scale_problem, InferenceMacs, InferenceStage, MaskRcnn, MaskRcnnConfig,
+    MaskRcnnLosses, StageTime,
 };
 pub use target::TrainingTarget;

@@ -105,6 +105,14 @@ pub fn clip_tensor(boxes: Tensor<2>, width: f32, height: f32) -> Tensor<2> {
     boxes.clamp_min(0.0).min_pair(upper)
 }
 
+/// A box scaled by `factor` about its centre (torchvision's `expand_boxes`).
+#[inline]
+pub fn scale_box(b: &BoxXyxy, factor: f32) -> BoxXyxy {
+    let (cx, cy) = (0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3]));
+    let (hw, hh) = (0.5 * factor * (b[2] - b[0]), 0.5 * factor * (b[3] - b[1]));
+    [cx - hw, cy - hh, cx + hw, cy + hh]
+}
+
 /// Whether both sides of a box are at least `min_size`.
 #[inline]
 pub fn is_large_enough(b: &BoxXyxy, min_size: f32) -> bool {
@@ -180,6 +188,15 @@ pub fn batched_nms(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn scale_box_keeps_the_centre_and_scales_the_sides() {
+        assert_eq!(
+            scale_box(&[10.0, 20.0, 30.0, 60.0], 1.5),
+            [5.0, 10.0, 35.0, 70.0]
+        );
+        assert_eq!(scale_box(&[1.0, 2.0, 3.0, 4.0], 1.0), [1.0, 2.0, 3.0, 4.0]);
+    }
 
     fn boxes_strategy(n: usize) -> impl Strategy<Value = Vec<BoxXyxy>> {
         prop::collection::vec(

@@ -17,7 +17,7 @@ pub use anchors::{AnchorGenerator, AnchorGeneratorConfig};
 pub use box_coder::{BoxCoder, BBOX_XFORM_CLIP};
 pub use box_ops::{
     area, batched_nms, clip, clip_tensor, iou, iou_matrix, iou_matrix_tensor, is_large_enough, nms,
-    BoxXyxy,
+    scale_box, BoxXyxy,
 };
 pub use loss::{bce_with_logits, cross_entropy, smooth_l1_sum};
 pub use matcher::{Match, Matcher};
