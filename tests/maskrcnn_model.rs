@@ -605,6 +605,51 @@ fn maskness_rescores_each_nucleus_before_the_threshold_and_keeps_its_mask() {
 }
 
 #[test]
+fn a_mask_box_scale_draws_masks_in_enlarged_boxes_and_keeps_the_detections() {
+    let device = Device::flex();
+    device.seed(4);
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut grown = model.clone();
+    grown.config.mask_box_scale = Some(1.5);
+    let (image, _) = tile(64, 64);
+    let plain = model
+        .predict_above(std::slice::from_ref(&image), 0.0)
+        .remove(0);
+    let found = grown
+        .predict_above(std::slice::from_ref(&image), 0.0)
+        .remove(0);
+    assert!(found.items.len() > 3, "{} detections", found.items.len());
+    // Does a mask reach beyond `b` (grown by a pasting margin of one pixel)?
+    let beyond = |mask: &nucseg::InstanceMask, b: [f32; 4]| {
+        let t = mask.tight_bbox().unwrap();
+        (t[0] as f32) < b[0].floor() - 1.0
+            || (t[1] as f32) < b[1].floor() - 1.0
+            || t[2] as f32 > b[2].ceil() + 1.0
+            || t[3] as f32 > b[3].ceil() + 1.0
+    };
+    assert!(plain.items.iter().all(|a| !beyond(&a.mask, a.bbox)));
+    // The same detections in the same order, less those whose new mask came out empty
+    // (a random network's mask probabilities hover around the threshold).
+    let mut rest = plain.items.iter();
+    let mut outside = 0;
+    for b in &found.items {
+        assert!(rest.any(|a| (a.bbox, a.score) == (b.bbox, b.score)));
+        let limit = nucseg::model::ops::scale_box(&b.bbox, 1.5);
+        assert!(!beyond(&b.mask, limit));
+        outside += beyond(&b.mask, b.bbox) as usize;
+    }
+    assert!(outside > 0, "no mask left its detection's box");
+    for bad in [0.9, 2.5, f32::NAN] {
+        let err = MaskRcnnConfig::tiny()
+            .with_mask_box_scale(Some(bad))
+            .init(&device)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mask_box_scale"), "{err}");
+    }
+}
+
+#[test]
 fn checkpoints_from_keep_checkpoints_from_on_are_all_kept() {
     let device = Device::flex();
     device.seed(4);
