@@ -105,9 +105,13 @@ pub fn clip_tensor(boxes: Tensor<2>, width: f32, height: f32) -> Tensor<2> {
     boxes.clamp_min(0.0).min_pair(upper)
 }
 
-/// A box scaled by `factor` about its centre (torchvision's `expand_boxes`).
+/// A box scaled by `factor` about its centre (torchvision's `expand_boxes`); exactly `b`
+/// at 1.
 #[inline]
 pub fn scale_box(b: &BoxXyxy, factor: f32) -> BoxXyxy {
+    if factor == 1.0 {
+        return *b;
+    }
     let (cx, cy) = (0.5 * (b[0] + b[2]), 0.5 * (b[1] + b[3]));
     let (hw, hh) = (0.5 * factor * (b[2] - b[0]), 0.5 * factor * (b[3] - b[1]));
     [cx - hw, cy - hh, cx + hw, cy + hh]
@@ -195,7 +199,8 @@ mod tests {
             scale_box(&[10.0, 20.0, 30.0, 60.0], 1.5),
             [5.0, 10.0, 35.0, 70.0]
         );
-        assert_eq!(scale_box(&[1.0, 2.0, 3.0, 4.0], 1.0), [1.0, 2.0, 3.0, 4.0]);
+        let odd = [0.1, 0.7, 13.3, 9.9];
+        assert_eq!(scale_box(&odd, 1.0), odd);
     }
 
     fn boxes_strategy(n: usize) -> impl Strategy<Value = Vec<BoxXyxy>> {
