@@ -99,13 +99,8 @@ struct Args {
     overlap: u32,
     #[command(flatten)]
     scale: common::ScaleArgs,
-    /// Resize each model input by this factor instead of the model's own test scale (the
-    /// shipped model's is 1: inputs as given).
-    #[arg(long)]
-    test_scale: Option<f32>,
-    /// Mask probability at which a pixel joins its nucleus, instead of the model's own.
-    #[arg(long)]
-    mask_threshold: Option<f32>,
+    #[command(flatten)]
+    test: common::TestSettings,
     /// The clean-up of the setups (the figures measured before 2026-12-07 used
     /// `--min-score 0.5 --min-kept 0.95`).
     #[command(flatten)]
@@ -203,8 +198,7 @@ fn run(args: Args) -> nucseg::Result<()> {
                     Some(p.clone()),
                     common::with_test_settings(
                         load_bundle(&dir.join(&p).join("model.safetensors"), &device)?,
-                        args.test_scale,
-                        args.mask_threshold,
+                        &args.test,
                     )?,
                 ))
             })
@@ -216,8 +210,7 @@ fn run(args: Args) -> nucseg::Result<()> {
                     Some(p) => load_bundle(p, &device)?,
                     None => default_model(&device)?,
                 },
-                args.test_scale,
-                args.mask_threshold,
+                &args.test,
             )?,
         )],
     };

@@ -126,8 +126,10 @@ fn run(args: Args) -> nucseg::Result<()> {
             Some(p) => load_bundle(p, &device)?,
             None => default_model(&device)?,
         },
-        args.test_scale,
-        None,
+        &common::TestSettings {
+            test_scale: args.test_scale,
+            ..Default::default()
+        },
     )?;
     let model = &bundle.model;
     let macs = model.config.inference_macs();

@@ -119,6 +119,13 @@ fn segment_refuses_hostile_images_and_keeps_existing_outputs() {
         &["tile.png", "--out", "fresh", "--min-score", "NaN"],
         &["min_score", "NaN"],
     );
+    // A mask box scale outside [1, 2].
+    fails(
+        &dir,
+        "segment",
+        &["tile.png", "--out", "fresh", "--mask-box-scale", "3"],
+        &["--mask-box-scale", "3", "[1, 2]"],
+    );
 }
 
 #[test]

@@ -119,6 +119,13 @@ pub struct ModelArgs {
     /// DCGMM network for --normalize dcgmm (default: models/dcgmm-kumar.bpk).
     #[arg(long)]
     pub dcgmm_model: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub test: TestSettings,
+}
+
+/// The model's inference settings that a command line may replace.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TestSettings {
     /// Resize each model input by this factor instead of the model's own test scale (the
     /// shipped model's is 1: inputs as given).
     #[arg(long)]
@@ -128,26 +135,36 @@ pub struct ModelArgs {
     /// wider than the model's.
     #[arg(long)]
     pub mask_threshold: Option<f32>,
+    /// Factor in [1, 2] by which each detection's box is enlarged for its mask, instead of
+    /// the model's own (1: the detection's box, as Mask R-CNN).
+    #[arg(long)]
+    pub mask_box_scale: Option<f32>,
 }
 
-/// `bundle` with its model's test scale replaced by `scale` (`--test-scale`) and its mask
-/// threshold by `mask_threshold` (`--mask-threshold`), where given.
+/// `bundle` with its model's test scale, mask threshold and mask box scale replaced by
+/// `settings` (`--test-scale`, `--mask-threshold`, `--mask-box-scale`), where given.
 pub fn with_test_settings(
     mut bundle: nucseg::pretrained::ModelBundle,
-    scale: Option<f32>,
-    mask_threshold: Option<f32>,
+    settings: &TestSettings,
 ) -> nucseg::Result<nucseg::pretrained::ModelBundle> {
-    if let Some(s) = scale {
+    let invalid = |problem| Err(nucseg::model::ModelError::InvalidConfig(problem).into());
+    if let Some(s) = settings.test_scale {
         if let Some(problem) = nucseg::data::resize_problem("--test-scale", s) {
-            return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
+            return invalid(problem);
         }
         bundle.model.config.test_scale = Some(s);
     }
-    if let Some(t) = mask_threshold {
+    if let Some(t) = settings.mask_threshold {
         if let Some(problem) = nucseg::model::heads::mask_threshold_problem("--mask-threshold", t) {
-            return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
+            return invalid(problem);
         }
         bundle.model.config.roi_heads.mask_thresh = t;
+    }
+    if let Some(f) = settings.mask_box_scale {
+        if let Some(problem) = nucseg::model::mask_box_scale_problem("--mask-box-scale", f) {
+            return invalid(problem);
+        }
+        bundle.model.config.mask_box_scale = Some(f);
     }
     Ok(bundle)
 }
@@ -206,7 +223,7 @@ impl ModelArgs {
             Some(path) => nucseg::pretrained::load_bundle(path, device)?,
             None => nucseg::pretrained::default_model(device)?,
         };
-        let bundle = with_test_settings(bundle, self.test_scale, self.mask_threshold)?;
+        let bundle = with_test_settings(bundle, &self.test)?;
         note_dcgmm_template(
             &bundle,
             &self.normalize,
