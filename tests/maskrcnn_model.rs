@@ -12,6 +12,7 @@ use nucseg::model::{
     MaskRcnn, MaskRcnnConfig, ModelError,
 };
 use nucseg::train::{MaskRcnnTrainer, MaskRcnnTrainingConfig, TrainingImage};
+use nucseg::Instances;
 use safetensors::{tensor::TensorView, Dtype};
 
 use common::disc_tile as tile;
@@ -547,29 +548,41 @@ fn a_test_scale_segments_each_input_resized_and_maps_nuclei_back() {
     assert_eq!((found[0].width, found[0].height), (70, 50));
     assert_eq!(found[0], direct[0].resampled(70, 50));
     for bad in [0.1, f32::NAN] {
-        let err = MaskRcnnConfig::tiny()
-            .with_test_scale(Some(bad))
-            .init(&device)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("test_scale"), "{err}");
+        refused(
+            MaskRcnnConfig::tiny().with_test_scale(Some(bad)),
+            "test_scale",
+        );
     }
+}
+
+/// Asserts that `config` is refused at `init` with an error naming `field`.
+fn refused(config: MaskRcnnConfig, field: &str) {
+    let err = config.init(&Device::flex()).unwrap_err().to_string();
+    assert!(err.contains(field), "{err}");
+}
+
+/// A seeded tiny network, the same with `change` made to its configuration, a 64² tile, and
+/// what each finds on it scored at least `min_score`.
+fn with_and_without(
+    change: impl FnOnce(&mut MaskRcnnConfig),
+    min_score: f32,
+) -> (MaskRcnn, RgbImage, Instances, Instances) {
+    let device = Device::flex();
+    device.seed(4);
+    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
+    let mut changed = model.clone();
+    change(&mut changed.config);
+    let (image, _) = tile(64, 64);
+    let [plain, found] = [&model, &changed].map(|m| {
+        m.predict_above(std::slice::from_ref(&image), min_score)
+            .remove(0)
+    });
+    (changed, image, plain, found)
 }
 
 #[test]
 fn maskness_rescores_each_nucleus_before_the_threshold_and_keeps_its_mask() {
-    let device = Device::flex();
-    device.seed(4);
-    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
-    let mut rescored = model.clone();
-    rescored.config.maskness = Some(true);
-    let (image, _) = tile(64, 64);
-    let plain = model
-        .predict_above(std::slice::from_ref(&image), 0.0)
-        .remove(0);
-    let found = rescored
-        .predict_above(std::slice::from_ref(&image), 0.0)
-        .remove(0);
+    let (rescored, image, plain, found) = with_and_without(|c| c.maskness = Some(true), 0.0);
     assert!(plain.items.len() > 3, "{} detections", plain.items.len());
     assert_eq!(found.items.len(), plain.items.len());
     let mut lowered = 0;
@@ -598,7 +611,7 @@ fn maskness_rescores_each_nucleus_before_the_threshold_and_keeps_its_mask() {
     );
     assert!(above.items.iter().all(|i| i.score >= cut));
     // Files written before the option existed load without it.
-    let mut json: serde_json::Value = serde_json::to_value(&model.config).unwrap();
+    let mut json: serde_json::Value = serde_json::to_value(&rescored.config).unwrap();
     json.as_object_mut().unwrap().remove("maskness");
     let old: MaskRcnnConfig = serde_json::from_value(json).unwrap();
     assert_eq!(old.maskness, None);
@@ -606,16 +619,12 @@ fn maskness_rescores_each_nucleus_before_the_threshold_and_keeps_its_mask() {
 
 #[test]
 fn a_mask_box_scale_draws_masks_in_enlarged_boxes_and_keeps_the_detections() {
-    let device = Device::flex();
-    device.seed(4);
-    let model = MaskRcnnConfig::tiny().init(&device).unwrap();
-    let mut grown = model.clone();
-    grown.config.mask_box_scale = Some(1.5);
-    let (image, _) = tile(64, 64);
-    let plain = model
-        .predict_above(std::slice::from_ref(&image), 0.0)
-        .remove(0);
-    let found = grown
+    let (grown, image, plain, found) = with_and_without(|c| c.mask_box_scale = Some(1.5), 0.0);
+    // Every detection, each with a mask that cannot come out empty.
+    let mut all = grown.clone();
+    all.config.mask_box_scale = None;
+    all.config.roi_heads.mask_thresh = 1e-6;
+    let all = all
         .predict_above(std::slice::from_ref(&image), 0.0)
         .remove(0);
     assert!(found.items.len() > 3, "{} detections", found.items.len());
@@ -628,24 +637,25 @@ fn a_mask_box_scale_draws_masks_in_enlarged_boxes_and_keeps_the_detections() {
             || t[3] as f32 > b[3].ceil() + 1.0
     };
     assert!(plain.items.iter().all(|a| !beyond(&a.mask, a.bbox)));
-    // The same detections in the same order, less those whose new mask came out empty
-    // (a random network's mask probabilities hover around the threshold).
-    let mut rest = plain.items.iter();
+    // The same detections in the same order, less those whose mask came out empty (a
+    // random network's mask probabilities hover around the threshold).
+    let key = |i: &nucseg::Instance| (i.bbox, i.score);
+    for some in [&plain, &found] {
+        let mut rest = all.items.iter();
+        assert!(some.items.iter().all(|b| rest.any(|a| key(a) == key(b))));
+    }
     let mut outside = 0;
     for b in &found.items {
-        assert!(rest.any(|a| (a.bbox, a.score) == (b.bbox, b.score)));
         let limit = nucseg::model::ops::scale_box(&b.bbox, 1.5);
         assert!(!beyond(&b.mask, limit));
         outside += beyond(&b.mask, b.bbox) as usize;
     }
     assert!(outside > 0, "no mask left its detection's box");
     for bad in [0.9, 2.5, f32::NAN] {
-        let err = MaskRcnnConfig::tiny()
-            .with_mask_box_scale(Some(bad))
-            .init(&device)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("mask_box_scale"), "{err}");
+        refused(
+            MaskRcnnConfig::tiny().with_mask_box_scale(Some(bad)),
+            "mask_box_scale",
+        );
     }
 }
 
