@@ -51,7 +51,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
     ),
     (
         "nucseg-default.json",
-        "327fca309d855b536fec88da668a2301161c1dc18bf6f839478a66c78fde56af",
+        "3cd7f67b64071a72d4f1d9d84ce99fbcda361b1c74180e66bfa2e7d8a19e2554",
     ),
     (
         "nucseg-default.normalizer.json",
@@ -61,7 +61,7 @@ pub const DEFAULT_MODEL_FILES: [(&str, &str); 3] = [
 
 /// Where the `download` feature fetches the shipped model's files from (`<url>/<file>`),
 /// unless `$NUCSEG_MODEL_URL` names another location.
-pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v7";
+pub const DEFAULT_MODEL_URL: &str = "https://github.com/nucseg/nucseg/releases/download/models-v8";
 
 /// File name of the shipped DCGMM normalizer (its `.json` configuration and
 /// `.template.json` template sit beside it).
