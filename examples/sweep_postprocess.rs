@@ -139,16 +139,6 @@ fn run(args: Args) -> nucseg::Result<()> {
     let samples = open_dataset(&args.data)?;
     let base = &bundle.model;
     let others = common::load_members(&bundle, &args.ensemble_with, &device)?;
-    let nms_values = if args.box_nms.is_empty() {
-        vec![base.config.roi_heads.nms_thresh]
-    } else {
-        args.box_nms.clone()
-    };
-    let proposal_values = if args.proposals.is_empty() {
-        vec![base.rpn.config.post_nms_top_n_test]
-    } else {
-        args.proposals.clone()
-    };
     println!(
         "{} images of {}, TTA {}, model {}",
         samples.len(),
@@ -185,51 +175,42 @@ fn run(args: Args) -> nucseg::Result<()> {
         }
         values
     };
-    let mask_values = if args.mask_thresholds.is_empty() {
-        vec![base.config.roi_heads.mask_thresh]
-    } else {
-        args.mask_thresholds.clone()
+    // The model's own settings, then every combination of those asked for (the first
+    // varying slowest), each one segmentation of the folder.
+    let own = ModelSettings {
+        split: base.config.split.clone(),
+        nms: base.config.roi_heads.nms_thresh,
+        proposals: base.rpn.config.post_nms_top_n_test,
+        mask: base.config.roi_heads.mask_thresh,
+        grow: base.config.mask_box_scale.unwrap_or(1.0),
+        rescore: base.config.maskness == Some(true),
     };
-    if let Some(problem) = mask_values
-        .iter()
-        .find_map(|&t| nucseg::model::heads::mask_threshold_problem("--mask-thresholds:", t))
-    {
-        return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
-    }
-    let box_scale_values = if args.mask_box_scales.is_empty() {
-        vec![base.config.mask_box_scale.unwrap_or(1.0)]
-    } else {
-        args.mask_box_scales.clone()
-    };
-    if let Some(problem) = box_scale_values
-        .iter()
-        .find_map(|&s| nucseg::model::mask_box_scale_problem("--mask-box-scales:", s))
-    {
-        return Err(nucseg::model::ModelError::InvalidConfig(problem).into());
-    }
-    let maskness_values = if args.maskness.is_empty() {
-        vec![base.config.maskness == Some(true)]
-    } else {
-        args.maskness.clone()
-    };
-    // Every combination of the model settings, each one segmentation of the folder.
-    let mut variants = Vec::new();
-    for split in &split_values {
-        for &nms in &nms_values {
-            for &proposals in &proposal_values {
-                for &mask in &mask_values {
-                    for &grow in &box_scale_values {
-                        for &rescore in &maskness_values {
-                            variants.push((split.clone(), nms, proposals, mask, grow, rescore));
-                        }
-                    }
-                }
-            }
-        }
-    }
+    let nms_values = to_try(&args.box_nms, own.nms, no_check)?;
+    let proposal_values = to_try(&args.proposals, own.proposals, no_check)?;
+    let mask_values = to_try(&args.mask_thresholds, own.mask, |t| {
+        nucseg::model::heads::mask_threshold_problem("--mask-thresholds:", t)
+    })?;
+    let box_scale_values = to_try(&args.mask_box_scales, own.grow, |f| {
+        nucseg::model::mask_box_scale_problem("--mask-box-scales:", f)
+    })?;
+    let maskness_values = to_try(&args.maskness, own.rescore, no_check)?;
+    let variants = times(vec![own], &split_values, |v, x| v.split = x.clone());
+    let variants = times(variants, &nms_values, |v, &x| v.nms = x);
+    let variants = times(variants, &proposal_values, |v, &x| v.proposals = x);
+    let variants = times(variants, &mask_values, |v, &x| v.mask = x);
+    let variants = times(variants, &box_scale_values, |v, &x| v.grow = x);
+    let variants = times(variants, &maskness_values, |v, &x| v.rescore = x);
     println!("| split | box NMS | proposals / 512² | mask threshold | mask box scale | maskness | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
     println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
-    for (split, nms, proposals, mask, grow, rescore) in variants {
+    for variant in variants {
+        let ModelSettings {
+            split,
+            nms,
+            proposals,
+            mask,
+            grow,
+            rescore,
+        } = variant;
         let mut model = base.clone();
         model.config.maskness = Some(rescore);
         model.config.mask_box_scale = Some(grow);
@@ -270,6 +251,57 @@ fn run(args: Args) -> nucseg::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// The model settings of one segmentation of the folder.
+#[derive(Clone)]
+struct ModelSettings {
+    split: Option<SplitConfig>,
+    nms: f32,
+    proposals: usize,
+    mask: f32,
+    grow: f32,
+    rescore: bool,
+}
+
+/// The values `given` on the command line, or the model's own when none are, each checked
+/// by `problem` (a message for a value that cannot be used).
+fn to_try<T: Copy>(
+    given: &[T],
+    model: T,
+    problem: impl Fn(T) -> Option<String>,
+) -> nucseg::Result<Vec<T>> {
+    let values = if given.is_empty() {
+        vec![model]
+    } else {
+        given.to_vec()
+    };
+    match values.iter().find_map(|&v| problem(v)) {
+        Some(problem) => Err(nucseg::model::ModelError::InvalidConfig(problem).into()),
+        None => Ok(values),
+    }
+}
+
+/// For [`to_try`]: every value can be used.
+fn no_check<T>(_: T) -> Option<String> {
+    None
+}
+
+/// Each of `variants` once with each of `values` set by `set` (the variants varying slower).
+fn times<T>(
+    variants: Vec<ModelSettings>,
+    values: &[T],
+    set: impl Fn(&mut ModelSettings, &T),
+) -> Vec<ModelSettings> {
+    let mut out = Vec::with_capacity(variants.len() * values.len());
+    for variant in variants {
+        for value in values {
+            let mut v = variant.clone();
+            set(&mut v, value);
+            out.push(v);
+        }
+    }
+    out
 }
 
 /// Scores every combination of score threshold and overlap rule on segmented images,

@@ -727,8 +727,7 @@ impl MaskRcnn {
             let mut inst = Instances::new(size.0, size.1);
             for chunk in dets.chunks(self.config.mask_chunk.max(1)) {
                 let mut per_image = vec![Vec::new(); images.len()];
-                let boxes: Vec<BoxXyxy> = chunk.iter().map(|d| scale_box(&d.bbox, grow)).collect();
-                per_image[b] = boxes.clone();
+                per_image[b] = chunk.iter().map(|d| scale_box(&d.bbox, grow)).collect();
                 let pooled = self.mask_roi_align.forward_host(&pyramid, &per_image);
                 lap(InferenceStage::MaskRoiAlign, chunk.len());
                 let logits = self.mask_head.forward_batched(pooled);
@@ -737,10 +736,11 @@ impl MaskRcnn {
                 for (j, d) in chunk.iter().enumerate() {
                     let start = (j * c + d.label as usize) * m * m;
                     let soft = &probs[start..start + m * m];
-                    let mask = paste_mask(soft, m, &boxes[j], size, roi_heads.mask_thresh);
-                    let score = match rescore {
-                        true => d.score * maskness(soft, roi_heads.mask_thresh),
-                        false => d.score,
+                    let mask = paste_mask(soft, m, &per_image[b][j], size, roi_heads.mask_thresh);
+                    let score = if rescore {
+                        d.score * maskness(soft, roi_heads.mask_thresh)
+                    } else {
+                        d.score
                     };
                     if mask.area() > 0 && score >= min_score {
                         inst.items.push(Instance {
