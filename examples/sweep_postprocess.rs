@@ -81,7 +81,12 @@ struct Args {
     /// Absorption shares to try: `off`, or the share of a dropped instance's mask its
     /// nucleus must hold to take the instance's free pixels (`OverlapConfig::absorb_share`).
     #[arg(long = "absorb-shares", value_delimiter = ',', default_value = "off")]
-    absorb_shares: Vec<common::AbsorbShare>,
+    absorb_shares: Vec<common::OptionalShare>,
+    /// Parts-over-wholes covers to try: `off`, or the share of an instance's mask that two or
+    /// more smaller instances inside it must cover for it to yield to them
+    /// (`OverlapConfig::parts_cover`).
+    #[arg(long = "parts-covers", value_delimiter = ',', default_value = "off")]
+    parts_covers: Vec<common::OptionalShare>,
     /// Box-head NMS IoU thresholds to try (each segments the folder again; default: the
     /// model's).
     #[arg(long = "box-nms", value_delimiter = ',')]
@@ -200,8 +205,8 @@ fn run(args: Args) -> nucseg::Result<()> {
     let variants = times(variants, &mask_values, |v, &x| v.mask = x);
     let variants = times(variants, &box_scale_values, |v, &x| v.grow = x);
     let variants = times(variants, &maskness_values, |v, &x| v.rescore = x);
-    println!("| split | box NMS | proposals / 512² | mask threshold | mask box scale | maskness | min score | min kept | largest piece | min area | absorb share | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
-    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+    println!("| split | box NMS | proposals / 512² | mask threshold | mask box scale | maskness | min score | min kept | largest piece | min area | absorb share | parts cover | AJI | AJI+ | PQ | F1@0.5 | pred/true | unpaired pred / union | missed | merged | matched area pred/true |");
+    println!("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
     for variant in variants {
         let ModelSettings {
             split,
@@ -319,16 +324,18 @@ fn score_rules(
     for &score in &args.min_scores {
         for &kept in &args.kept_fractions {
             for &largest in &args.largest {
-                for (&area, &common::AbsorbShare(absorb)) in args
+                for (&area, &common::OptionalShare(absorb), &common::OptionalShare(parts)) in args
                     .min_areas
                     .iter()
                     .flat_map(|a| args.absorb_shares.iter().map(move |s| (a, s)))
+                    .flat_map(|(a, s)| args.parts_covers.iter().map(move |p| (a, s, p)))
                 {
                     let rule = OverlapConfig::new()
                         .with_min_kept_fraction(kept)
                         .with_largest_component(largest)
                         .with_min_area(area)
-                        .with_absorb_share(absorb);
+                        .with_absorb_share(absorb)
+                        .with_parts_cover(parts);
                     let oracle = [false, true];
                     for &split in &oracle[..1 + args.oracle_split as usize] {
                         let mut images = Vec::with_capacity(found.len());
@@ -373,8 +380,9 @@ fn score_rules(
                         };
                         let share = |k: usize| k as f64 / n_true.max(1) as f64;
                         println!(
-                            "{prefix}| {score} | {kept} | {largest} | {area} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                            "{prefix}| {score} | {kept} | {largest} | {area} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
                             absorb.map_or("off".to_string(), |s| s.to_string()),
+                            parts.map_or("off".to_string(), |s| s.to_string()),
                             m.aji,
                             m.aji_plus,
                             m.pq_pq,

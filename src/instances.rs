@@ -312,6 +312,13 @@ pub struct OverlapConfig {
     /// still tells where its nucleus lies).
     #[config(default = "None")]
     pub absorb_share: Option<f32>,
+    /// Parts over wholes: `Some(c)` drops, before overlaps are resolved, an instance whose
+    /// mask is covered to at least `c` by two or more smaller, mutually almost disjoint
+    /// instances lying mostly inside it ([`whole_yields_to_parts`]) — touching nuclei that
+    /// Mask R-CNN found one by one *and* as one detection, where the merged detection scored
+    /// higher. `None`: scores alone decide.
+    #[config(default = "None")]
+    pub parts_cover: Option<f32>,
 }
 
 impl OverlapConfig {
@@ -342,6 +349,7 @@ impl OverlapConfig {
         [
             ("min_kept_fraction", Some(self.min_kept_fraction)),
             ("absorb_share", self.absorb_share),
+            ("parts_cover", self.parts_cover),
         ]
         .into_iter()
         .find_map(|(name, v)| v.filter(|v| !(0.0..=1.0).contains(v)).map(|v| (name, v)))
@@ -353,6 +361,7 @@ impl OverlapConfig {
             && !self.largest_component
             && self.min_area == 0
             && self.absorb_share.is_none()
+            && self.parts_cover.is_none()
     }
 }
 
@@ -407,6 +416,62 @@ fn keep_largest_component(pixels: &mut Vec<(u32, u32)>) {
     if best_size < pixels.len() {
         pixels.retain(|&(x, y)| grid[(y - y0) as usize * bw + (x - x0) as usize] == best);
     }
+}
+
+/// Share of a part's mask that must lie inside the whole ([`whole_yields_to_parts`]).
+const PART_INSIDE: f64 = 0.8;
+/// Largest part, as a share of the whole's area.
+const PART_AREA: f64 = 0.8;
+/// Largest overlap of a part with the parts taken before it, as a share of its area.
+const PART_OVERLAP: f64 = 0.2;
+
+/// For each instance, whether it yields to its parts ([`OverlapConfig::parts_cover`]): the
+/// instances at most [`PART_AREA`] of its area with at least [`PART_INSIDE`] of their mask
+/// inside it are taken in decreasing score order, each unless more than [`PART_OVERLAP`] of
+/// it overlaps the parts already taken; two or more parts covering at least `cover` of its
+/// mask make it yield. Decided on the instances as given (a part may itself be a whole).
+pub fn whole_yields_to_parts(instances: &Instances, cover: f32) -> Vec<bool> {
+    let items = &instances.items;
+    let areas: Vec<u64> = items.iter().map(Instance::area).collect();
+    let order = instances.score_order();
+    let boxes_meet = |a: &InstanceMask, b: &InstanceMask| {
+        a.x0 < b.x0 + b.width
+            && b.x0 < a.x0 + a.width
+            && a.y0 < b.y0 + b.height
+            && b.y0 < a.y0 + a.height
+    };
+    (0..items.len())
+        .map(|w| {
+            let whole = &items[w].mask;
+            let mut parts: Vec<usize> = Vec::new();
+            for &p in &order {
+                let part = &items[p].mask;
+                if p == w
+                    || areas[p] == 0
+                    || areas[p] as f64 > PART_AREA * areas[w] as f64
+                    || !boxes_meet(whole, part)
+                    || (part.intersection(whole) as f64) < PART_INSIDE * areas[p] as f64
+                {
+                    continue;
+                }
+                let shared: u64 = parts
+                    .iter()
+                    .map(|&q| items[q].mask.intersection(part))
+                    .sum();
+                if shared as f64 <= PART_OVERLAP * areas[p] as f64 {
+                    parts.push(p);
+                }
+            }
+            if parts.len() < 2 {
+                return false;
+            }
+            let covered = whole
+                .pixels()
+                .filter(|&(x, y)| parts.iter().any(|&q| items[q].mask.contains(x, y)))
+                .count();
+            covered as f64 >= f64::from(cover) * areas[w] as f64
+        })
+        .collect()
 }
 
 /// [`OverlapConfig::absorb_share`]: each instance of `dropped` (indices in score order)
@@ -561,8 +626,15 @@ impl Nuclei {
         let mut items = Vec::new();
         let mut pixels = Vec::new();
         let mut dropped = Vec::new();
+        let wholes = rule
+            .parts_cover
+            .map(|cover| whole_yields_to_parts(instances, cover));
         for k in instances.score_order() {
             let inst = &instances.items[k];
+            if wholes.as_ref().is_some_and(|w| w[k]) {
+                dropped.push(k);
+                continue;
+            }
             let m = &inst.mask;
             let (x1, y1) = clipped_end(m, w, h);
             pixels.clear();
@@ -806,6 +878,74 @@ mod tests {
 
     /// A 10×4 image: a high-scored bar over columns 2..8 of rows 0..4, a duplicate of it
     /// shifted by one column, and a low-scored instance that the bar cuts in two.
+    /// Two touching nuclei found one by one (scores 0.8 and 0.75) and as one detection
+    /// scoring higher (0.9), and a lone nucleus.
+    fn whole_and_parts() -> Instances {
+        let rect = |x0: u32, x1: u32, y0: u32, y1: u32| {
+            InstanceMask::from_pixels((y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y))))
+        };
+        let mut inst = Instances::new(30, 10);
+        for (mask, score) in [
+            (rect(0, 20, 0, 8), 0.9),   // the pair: 160 px
+            (rect(0, 10, 0, 8), 0.8),   // left nucleus: 80 px, all inside
+            (rect(11, 20, 0, 8), 0.75), // right nucleus: 72 px, all inside
+            (rect(22, 28, 0, 6), 0.95), // lone nucleus
+        ] {
+            inst.items.push(Instance {
+                score,
+                ..Instance::from_mask(mask)
+            });
+        }
+        inst
+    }
+
+    #[test]
+    fn a_whole_yields_to_parts_that_cover_it() {
+        let inst = whole_and_parts();
+        // The parts cover 152 of the pair's 160 px (0.95).
+        assert_eq!(
+            whole_yields_to_parts(&inst, 0.9),
+            vec![true, false, false, false]
+        );
+        assert_eq!(whole_yields_to_parts(&inst, 0.96), vec![false; 4]);
+        // By score the pair wins and its parts are dropped as duplicates.
+        let by_score = Nuclei::from_instances_with(&inst, &OverlapConfig::cleanup());
+        assert_eq!(by_score.items.len(), 2);
+        assert_eq!(by_score.items[1].mask.area(), 160);
+        // Parts over wholes: the two nuclei and the lone one, nothing merged.
+        let rule = OverlapConfig::cleanup().with_parts_cover(Some(0.9));
+        assert!(!rule.is_plain() && rule.problem().is_none());
+        let parts = Nuclei::from_instances_with(&inst, &rule);
+        let mut areas: Vec<u64> = parts.items.iter().map(|n| n.mask.area()).collect();
+        areas.sort_unstable();
+        // The left part takes the free column between them (absorption, share 0.2).
+        assert_eq!(areas, vec![36, 72, 88]);
+        assert!(OverlapConfig::new()
+            .with_parts_cover(Some(1.5))
+            .problem()
+            .is_some_and(|m| m.contains("parts_cover")));
+    }
+
+    #[test]
+    fn one_part_or_overlapping_parts_do_not_split_a_whole() {
+        let mut inst = whole_and_parts();
+        // One part only.
+        let right = inst.items.remove(2);
+        assert_eq!(whole_yields_to_parts(&inst, 0.3), vec![false; 3]);
+        // A second "part" that is mostly the first one again: not a second nucleus.
+        let mut again = inst.items[1].clone();
+        again.mask = InstanceMask::from_pixels((0..8).flat_map(|y| (1..11).map(move |x| (x, y))));
+        again.score = 0.7;
+        inst.items.push(again);
+        assert_eq!(whole_yields_to_parts(&inst, 0.3), vec![false; 4]);
+        // A part larger than 0.8 of the whole is a duplicate, not a part.
+        inst.items.truncate(3);
+        let mut big = right;
+        big.mask = InstanceMask::from_pixels((0..8).flat_map(|y| (3..20).map(move |x| (x, y))));
+        inst.items.push(big);
+        assert_eq!(whole_yields_to_parts(&inst, 0.3), vec![false; 4]);
+    }
+
     fn overlapping_scene() -> Instances {
         let rect = |x0: u32, x1: u32, y0: u32, y1: u32| {
             InstanceMask::from_pixels((y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y))))

@@ -359,7 +359,7 @@ pub struct MergeArgs {
     /// nucleus it overlaps most must hold to take its free pixels (default: the pipeline's,
     /// 0.2).
     #[arg(long)]
-    pub absorb_share: Option<AbsorbShare>,
+    pub absorb_share: Option<OptionalShare>,
     /// With TTA, leave the merged nuclei's overlaps to the clean-up (mask-level NMS and
     /// absorption) instead of resolving them by score in the merge: true or false (default:
     /// the pipeline's, true; false is the paper's merge, as before 2026-12-03).
@@ -373,7 +373,7 @@ impl MergeArgs {
         &self,
         mut config: nucseg::pipeline::PipelineConfig,
     ) -> nucseg::pipeline::PipelineConfig {
-        if let Some(AbsorbShare(share)) = self.absorb_share {
+        if let Some(OptionalShare(share)) = self.absorb_share {
             config.overlaps.absorb_share = share;
         }
         if let Some(keep) = self.tta_keep_overlaps {
@@ -414,21 +414,22 @@ impl PipelineArgs {
     }
 }
 
-/// [`nucseg::OverlapConfig::absorb_share`] on the command line: `off`, or a share in [0, 1].
+/// An optional share on the command line (`OverlapConfig::absorb_share`,
+/// `OverlapConfig::parts_cover`): `off`, or a share in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AbsorbShare(pub Option<f32>);
+pub struct OptionalShare(pub Option<f32>);
 
-impl std::str::FromStr for AbsorbShare {
+impl std::str::FromStr for OptionalShare {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if s == "off" {
-            return Ok(AbsorbShare(None));
+            return Ok(OptionalShare(None));
         }
         s.parse::<f32>()
             .ok()
             .filter(|v| (0.0..=1.0).contains(v))
-            .map(|v| AbsorbShare(Some(v)))
+            .map(|v| OptionalShare(Some(v)))
             .ok_or_else(|| format!("{s:?} is neither `off` nor a share in [0, 1]"))
     }
 }
