@@ -85,6 +85,13 @@ struct Args {
     /// trained model.
     #[arg(long)]
     dense_only: bool,
+    /// 3×3 convolutions of the dense head (default 2); with --dense-head, for a new head.
+    #[arg(long, requires = "dense_head")]
+    dense_convs: Option<usize>,
+    /// Channels of the dense head's convolutions (default 64, a multiple of its 8 groups);
+    /// with --dense-head, for a new head.
+    #[arg(long, requires = "dense_head")]
+    dense_channels: Option<usize>,
     /// Train the mask head on at most this many foreground RoIs per image, a random subset
     /// (default: all of them, as Mask R-CNN: up to a quarter of the sampled RoIs, 64 in the
     /// cpu-small preset). On a CPU the mask head is most of a step's arithmetic: a cap of 32
@@ -310,7 +317,11 @@ fn run(args: Args) -> nucseg::Result<()> {
     };
     let network = if args.dense_head {
         // Split at inference by default: the head is trained for nothing else.
-        let network = network.with_dense();
+        let mut network = network.with_dense();
+        if let Some(head) = network.dense_head.as_mut() {
+            head.convs = args.dense_convs.unwrap_or(head.convs);
+            head.channels = args.dense_channels.unwrap_or(head.channels);
+        }
         let split = network.split.clone().unwrap_or_else(SplitConfig::new);
         network.with_split(Some(split))
     } else {
