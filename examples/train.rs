@@ -316,6 +316,15 @@ fn run(args: Args) -> nucseg::Result<()> {
         None => network,
     };
     let network = if args.dense_head {
+        let sized = args.dense_convs.is_some() || args.dense_channels.is_some();
+        if sized && network.dense_head.is_some() {
+            return Err(nucseg::model::ModelError::InvalidConfig(
+                "--dense-convs / --dense-channels size a new dense head, and the network \
+                 already has one"
+                    .to_string(),
+            )
+            .into());
+        }
         // Split at inference by default: the head is trained for nothing else.
         let mut network = network.with_dense();
         if let Some(head) = network.dense_head.as_mut() {

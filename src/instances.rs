@@ -876,8 +876,6 @@ mod tests {
         assert_eq!(down.items[0].mask.tight_bbox(), Some([2, 2, 4, 4]));
     }
 
-    /// A 10×4 image: a high-scored bar over columns 2..8 of rows 0..4, a duplicate of it
-    /// shifted by one column, and a low-scored instance that the bar cuts in two.
     /// Two touching nuclei found one by one (scores 0.8 and 0.75) and as one detection
     /// scoring higher (0.9), and a lone nucleus.
     fn whole_and_parts() -> Instances {
@@ -946,6 +944,8 @@ mod tests {
         assert_eq!(whole_yields_to_parts(&inst, 0.3), vec![false; 4]);
     }
 
+    /// A 10×4 image: a high-scored bar over columns 2..8 of rows 0..4, a duplicate of it
+    /// shifted by one column, and a low-scored instance that the bar cuts in two.
     fn overlapping_scene() -> Instances {
         let rect = |x0: u32, x1: u32, y0: u32, y1: u32| {
             InstanceMask::from_pixels((y0..y1).flat_map(move |y| (x0..x1).map(move |x| (x, y))))
