@@ -85,6 +85,11 @@ struct Args {
     /// trained model.
     #[arg(long)]
     dense_only: bool,
+    /// Anchor sizes per pyramid level for a new network: n sizes `s · 2^(i/n)` from each
+    /// level's `s` (RetinaNet's scales per octave; default 1, the paper's one size per
+    /// level). With --resume the checkpoint's own network settings hold.
+    #[arg(long, conflicts_with = "init")]
+    scales_per_octave: Option<usize>,
     /// 3×3 convolutions of the dense head (default 2); with --dense-head, for a new head.
     #[arg(long, requires = "dense_head")]
     dense_convs: Option<usize>,
@@ -312,6 +317,14 @@ fn run(args: Args) -> nucseg::Result<()> {
         Some(n) => {
             let heads = network.roi_heads.clone().with_mask_rois_per_image(Some(n));
             network.with_roi_heads(heads)
+        }
+        None => network,
+    };
+    let network = match args.scales_per_octave {
+        Some(n) => {
+            let mut rpn = network.rpn.clone();
+            rpn.anchors.scales_per_octave = Some(n);
+            network.with_rpn(rpn)
         }
         None => network,
     };

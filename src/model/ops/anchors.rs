@@ -1,6 +1,8 @@
 //! Anchor boxes (Faster R-CNN, Sec. 3.1.1; FPN, Sec. 4.1): one size per pyramid level and
 //! several aspect ratios at every feature-map position. For nuclei, Jung et al. (2019)
-//! use areas 8², 16², 32², 64², 128² on P2–P6 with ratios 1:2, 1:1, 2:1.
+//! use areas 8², 16², 32², 64², 128² on P2–P6 with ratios 1:2, 1:1, 2:1. Optionally several
+//! sizes per level, `size · 2^(i/n)` for `i < n` (RetinaNet, Lin et al. 2017, Sec. 4: three
+//! scales per octave), so that objects between two levels' sizes also find a close anchor.
 
 use burn::config::Config;
 
@@ -16,6 +18,9 @@ pub struct AnchorGeneratorConfig {
     /// Height / width ratios, shared by all levels.
     #[config(default = "vec![0.5, 1.0, 2.0]")]
     pub aspect_ratios: Vec<f32>,
+    /// Sizes per level (RetinaNet's scales per octave): level size `s` gives `s · 2^(i/n)`
+    /// for `i = 0 … n−1`. `None` (or 1) is one size per level, as Jung et al.
+    pub scales_per_octave: Option<usize>,
 }
 
 /// Generates the anchors of every level for an image and its feature-map sizes.
@@ -26,8 +31,15 @@ pub struct AnchorGenerator {
 }
 
 impl AnchorGeneratorConfig {
-    /// Builds the generator; sizes and ratios must be positive and non-empty.
+    /// Builds the generator; sizes and ratios must be positive and non-empty, and the
+    /// scales per octave at least 1.
     pub fn init(&self) -> Result<AnchorGenerator, ModelError> {
+        let scales = self.scales_per_octave.unwrap_or(1);
+        if scales == 0 {
+            return Err(ModelError::InvalidConfig(
+                "anchor scales per octave must be at least 1".into(),
+            ));
+        }
         if self.sizes.is_empty() || self.aspect_ratios.is_empty() {
             return Err(ModelError::InvalidConfig(
                 "anchor sizes and aspect ratios must be non-empty".into(),
@@ -47,10 +59,12 @@ impl AnchorGeneratorConfig {
         let cell_anchors = self
             .sizes
             .iter()
-            .map(|&size| {
-                self.aspect_ratios
-                    .iter()
-                    .map(|&ratio| {
+            .map(|&level_size| {
+                let sizes =
+                    (0..scales).map(move |i| level_size * (2f32).powf(i as f32 / scales as f32));
+                sizes
+                    .flat_map(|size| self.aspect_ratios.iter().map(move |&ratio| (size, ratio)))
+                    .map(|(size, ratio)| {
                         // torchvision's AnchorGenerator.generate_anchors: h/w = ratio, area = size².
                         let h_ratio = ratio.sqrt();
                         let w_ratio = 1.0 / h_ratio;
@@ -70,7 +84,7 @@ impl AnchorGeneratorConfig {
 }
 
 impl AnchorGenerator {
-    /// Anchors per feature-map position (the number of aspect ratios).
+    /// Anchors per feature-map position (scales per octave × aspect ratios).
     pub fn num_anchors_per_location(&self) -> usize {
         self.cell_anchors[0].len()
     }
@@ -82,7 +96,7 @@ impl AnchorGenerator {
 
     /// The anchors of each level for an image of `image_size = (height, width)` and the
     /// feature maps' `(height, width)`, in the order the RPN head's outputs are flattened:
-    /// row `y`, column `x`, ratio `a` → index `(y · W + x) · A + a`. A level's stride is
+    /// row `y`, column `x`, anchor `a` (scale-major, then ratio) → index `(y · W + x) · A + a`. A level's stride is
     /// `image size / feature size` (integer division, as torchvision); anchors are centred
     /// on `(x · stride, y · stride)`.
     ///
@@ -141,6 +155,49 @@ mod tests {
     }
 
     #[test]
+    fn scales_per_octave_fill_the_octave_between_levels() {
+        let g = AnchorGeneratorConfig::new()
+            .with_scales_per_octave(Some(3))
+            .init()
+            .unwrap();
+        assert_eq!(g.num_anchors_per_location(), 9);
+        let a = g.anchors_per_level((64, 64), &[(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]);
+        assert_eq!(a[0].len(), 16 * 16 * 9);
+        // P3 at (0, 0), ratio 1: sides 16, 16·2^(1/3) ≈ 20.16, 16·2^(2/3) ≈ 25.40 → rounded
+        // half-sides 8, 10, 13; the next level starts again at the octave, 32.
+        let sides: Vec<f32> = [1, 4, 7].iter().map(|&i| a[1][i][2]).collect();
+        assert_eq!(sides, vec![8.0, 10.0, 13.0]);
+        assert_eq!(a[2][1], [-16.0, -16.0, 16.0, 16.0]);
+        // One scale is the paper's generator, anchor for anchor.
+        let one = AnchorGeneratorConfig::new().with_scales_per_octave(Some(1));
+        assert_eq!(
+            one.init().unwrap(),
+            AnchorGeneratorConfig::new().init().unwrap()
+        );
+        // A 25×25 nucleus centred on an anchor position: best anchor IoU 0.61 with the
+        // paper's sizes (32²), 0.92 with three per octave (25.4², rounded to 26²).
+        let iou = |b: [f32; 4]| {
+            let n = [-12.5f32, -12.5, 12.5, 12.5];
+            let w = (b[2].min(n[2]) - b[0].max(n[0])).max(0.0);
+            let h = (b[3].min(n[3]) - b[1].max(n[1])).max(0.0);
+            let inter = w * h;
+            inter / ((b[2] - b[0]) * (b[3] - b[1]) + 625.0 - inter)
+        };
+        let paper = AnchorGeneratorConfig::new().init().unwrap();
+        let max_iou = |g: &AnchorGenerator| {
+            let levels = g.anchors_per_level((64, 64), &[(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]);
+            let a = g.num_anchors_per_location();
+            levels
+                .iter()
+                .flat_map(|l| l[..a].to_vec())
+                .map(iou)
+                .fold(0f32, f32::max)
+        };
+        assert!((max_iou(&paper) - 0.61).abs() < 0.01, "{}", max_iou(&paper));
+        assert!((max_iou(&g) - 0.92).abs() < 0.01, "{}", max_iou(&g));
+    }
+
+    #[test]
     fn bad_config_is_an_error() {
         assert!(AnchorGeneratorConfig::new()
             .with_sizes(vec![])
@@ -148,6 +205,10 @@ mod tests {
             .is_err());
         assert!(AnchorGeneratorConfig::new()
             .with_aspect_ratios(vec![1.0, -2.0])
+            .init()
+            .is_err());
+        assert!(AnchorGeneratorConfig::new()
+            .with_scales_per_octave(Some(0))
             .init()
             .is_err());
     }
