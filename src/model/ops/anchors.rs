@@ -96,9 +96,9 @@ impl AnchorGenerator {
 
     /// The anchors of each level for an image of `image_size = (height, width)` and the
     /// feature maps' `(height, width)`, in the order the RPN head's outputs are flattened:
-    /// row `y`, column `x`, anchor `a` (scale-major, then ratio) → index `(y · W + x) · A + a`. A level's stride is
-    /// `image size / feature size` (integer division, as torchvision); anchors are centred
-    /// on `(x · stride, y · stride)`.
+    /// row `y`, column `x`, anchor `a` (scale-major, then ratio) → index
+    /// `(y · W + x) · A + a`. A level's stride is `image size / feature size` (integer
+    /// division, as torchvision); anchors are centred on `(x · stride, y · stride)`.
     ///
     /// # Panics
     /// If `feature_sizes` has another length than the configured levels.
@@ -135,6 +135,7 @@ impl AnchorGenerator {
 
 #[cfg(test)]
 mod tests {
+    use super::super::box_ops::iou;
     use super::*;
 
     #[test]
@@ -176,13 +177,7 @@ mod tests {
         );
         // A 25×25 nucleus centred on an anchor position: best anchor IoU 0.61 with the
         // paper's sizes (32²), 0.92 with three per octave (25.4², rounded to 26²).
-        let iou = |b: [f32; 4]| {
-            let n = [-12.5f32, -12.5, 12.5, 12.5];
-            let w = (b[2].min(n[2]) - b[0].max(n[0])).max(0.0);
-            let h = (b[3].min(n[3]) - b[1].max(n[1])).max(0.0);
-            let inter = w * h;
-            inter / ((b[2] - b[0]) * (b[3] - b[1]) + 625.0 - inter)
-        };
+        let nucleus = [-12.5f32, -12.5, 12.5, 12.5];
         let paper = AnchorGeneratorConfig::new().init().unwrap();
         let max_iou = |g: &AnchorGenerator| {
             let levels = g.anchors_per_level((64, 64), &[(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]);
@@ -190,7 +185,7 @@ mod tests {
             levels
                 .iter()
                 .flat_map(|l| l[..a].to_vec())
-                .map(iou)
+                .map(|b| iou(&b, &nucleus))
                 .fold(0f32, f32::max)
         };
         assert!((max_iou(&paper) - 0.61).abs() < 0.01, "{}", max_iou(&paper));
