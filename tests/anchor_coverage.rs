@@ -18,7 +18,8 @@ const SIDE: usize = 1024;
 const LEVELS: [(usize, usize); 5] = [(256, 256), (128, 128), (64, 64), (32, 32), (16, 16)];
 
 /// The best IoU of `b` with any anchor: per level, the anchors of the 5 × 5 positions
-/// around the box's centre (a nearer centre cannot lie further out).
+/// around the box's centre (for one anchor shape the IoU falls as the anchor's centre moves
+/// away from the box's, so the nearest positions hold the best).
 fn best_anchor_iou(g: &AnchorGenerator, levels: &[Vec<BoxXyxy>], b: &BoxXyxy) -> f32 {
     let a = g.num_anchors_per_location();
     let (cx, cy) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0);

@@ -193,8 +193,7 @@ impl MaskRcnnConfig {
         let fpn: f64 = (2..=5)
             .map(|l| (c_in[l as usize - 2] as f64 * c + 9.0 * c * c) * level(l))
             .sum();
-        let scales = self.rpn.anchors.scales_per_octave.unwrap_or(1);
-        let a = (self.rpn.anchors.aspect_ratios.len() * scales) as f64;
+        let a = self.rpn.anchors.anchors_per_location() as f64;
         let rpn: f64 = (2..=6)
             .map(|l| (9.0 * c * c + 5.0 * a * c) * level(l))
             .sum();

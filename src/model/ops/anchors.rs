@@ -31,10 +31,20 @@ pub struct AnchorGenerator {
 }
 
 impl AnchorGeneratorConfig {
+    /// Sizes per level (1 when unset).
+    pub fn scales(&self) -> usize {
+        self.scales_per_octave.unwrap_or(1)
+    }
+
+    /// Anchors per feature-map position: sizes per level × aspect ratios.
+    pub fn anchors_per_location(&self) -> usize {
+        self.scales() * self.aspect_ratios.len()
+    }
+
     /// Builds the generator; sizes and ratios must be positive and non-empty, and the
     /// scales per octave at least 1.
     pub fn init(&self) -> Result<AnchorGenerator, ModelError> {
-        let scales = self.scales_per_octave.unwrap_or(1);
+        let scales = self.scales();
         if scales == 0 {
             return Err(ModelError::InvalidConfig(
                 "anchor scales per octave must be at least 1".into(),
@@ -162,6 +172,8 @@ mod tests {
             .init()
             .unwrap();
         assert_eq!(g.num_anchors_per_location(), 9);
+        let config = AnchorGeneratorConfig::new().with_scales_per_octave(Some(3));
+        assert_eq!(config.anchors_per_location(), 9);
         let a = g.anchors_per_level((64, 64), &[(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]);
         assert_eq!(a[0].len(), 16 * 16 * 9);
         // P3 at (0, 0), ratio 1: sides 16, 16·2^(1/3) ≈ 20.16, 16·2^(2/3) ≈ 25.40 → rounded
