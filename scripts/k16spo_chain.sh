@@ -21,6 +21,10 @@ K="$SHARED/data/monuseg-kumar"
 TEMPLATE="$K/images/TCGA-G9-6356-01Z-00-DX1.tif"
 STAGES=(k16spo spo-r1 spo-r2 spo-r3 spo-swa)
 SWA_SNAPSHOTS=$(seq 100 100 1000)
+BIN="${CARGO_TARGET_DIR:-target}/release/examples"
+
+# The folder of the SWA stage's snapshot at step $1.
+snapshot() { printf "$RUNS/spo-swa/checkpoints/step-%07d" "$1"; }
 
 # The arguments of one stage (after the data and normalizer arguments every stage shares).
 stage_args() {
@@ -77,7 +81,7 @@ train_stage() {
     fi
     echo "$s: starting${prev:+ from $prev}"
   fi
-  target/release/examples/train "$@" "${from[@]}"
+  "$BIN"/train "$@" "${from[@]}"
 }
 
 run() {
@@ -90,8 +94,8 @@ run() {
   local avg="$RUNS/spo-swa10"
   if [ ! -f "$avg/model.bpk" ]; then
     # shellcheck disable=SC2046
-    target/release/examples/average_weights \
-      $(for n in $SWA_SNAPSHOTS; do printf "$RUNS/spo-swa/checkpoints/step-%07d/model.bpk " "$n"; done) \
+    "$BIN"/average_weights \
+      $(for n in $SWA_SNAPSHOTS; do echo "$(snapshot "$n")/model.bpk"; done) \
       --out "$avg"
   fi
   local clean="--kept-fractions 0.9 --largest-components true --min-areas 30 --absorb-shares 0.2
@@ -101,7 +105,7 @@ run() {
     local rows="$RUNS/spo-swa10/rows-$1-$2.txt"
     [ -f "$rows" ] && { echo "$rows: scored before"; continue; }
     # shellcheck disable=SC2086
-    target/release/examples/sweep_postprocess --data "$SHARED/data/$1" \
+    "$BIN"/sweep_postprocess --data "$SHARED/data/$1" \
       --model "$avg/model.bpk" --tta "$2" $clean > "$rows.tmp"
     mv "$rows.tmp" "$rows"
     cat "$rows"
@@ -123,7 +127,7 @@ status() {
 swa_snapshots() {
   local n d
   for n in $SWA_SNAPSHOTS; do
-    d=$(printf "$RUNS/spo-swa/checkpoints/step-%07d" "$n")
+    d=$(snapshot "$n")
     [ -d "$d" ] && echo "$d/model.bpk $d/model.json $d/model.normalizer.json"
   done
   return 0
